@@ -1,0 +1,99 @@
+// Helpers shared by the CPU and CUDA bindings: the layout rule, output allocation, the
+// nearest-neighbour index of F.interpolate, and argument checks for direct torch.ops calls.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <vector>
+
+namespace tdn {
+
+// An operator's output takes its primary input's layout: channels_last when that input is
+// channels_last-contiguous and not plainly contiguous, otherwise contiguous. Must agree with
+// tdn_ops/_layout.py (fake tensors promise the same strides).
+inline at::MemoryFormat layout_of(const at::Tensor& t) {
+  if (t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    return at::MemoryFormat::ChannelsLast;
+  }
+  return at::MemoryFormat::Contiguous;
+}
+
+inline bool is_channels_last(at::MemoryFormat fmt) {
+  return fmt == at::MemoryFormat::ChannelsLast;
+}
+
+// A 4-D tensor of `sizes` in `fmt`.
+inline at::Tensor empty_4d(const at::Tensor& ref, at::IntArrayRef sizes, at::MemoryFormat fmt) {
+  return at::empty(sizes, ref.options().memory_format(fmt));
+}
+
+// A (2, B, C, H, W) tensor whose halves are 4-D tensors in `fmt`.
+inline at::Tensor empty_stacked(const at::Tensor& ref, int64_t b, int64_t c, int64_t h,
+                                int64_t w, at::MemoryFormat fmt) {
+  if (is_channels_last(fmt)) {
+    return at::empty({2, b, h, w, c}, ref.options()).permute({0, 1, 4, 2, 3});
+  }
+  return at::empty({2, b, c, h, w}, ref.options());
+}
+
+// The source index F.interpolate(mode="nearest", size=out) reads for output index `dst`
+// (ATen's nearest_idx: exact shortcuts for equal and doubled sizes, else a float scale).
+inline int64_t nearest_src_index(int64_t dst, int64_t in_size, int64_t out_size) {
+  if (out_size == in_size) return dst;
+  if (out_size == 2 * in_size) return dst >> 1;
+  const float scale = static_cast<float>(in_size) / static_cast<float>(out_size);
+  const int64_t src = static_cast<int64_t>(std::floor(static_cast<float>(dst) * scale));
+  return src < in_size - 1 ? src : in_size - 1;
+}
+
+// src index for every dst index of one axis.
+inline std::vector<int64_t> nearest_map(int64_t in_size, int64_t out_size) {
+  std::vector<int64_t> map(static_cast<size_t>(out_size));
+  for (int64_t i = 0; i < out_size; ++i) map[i] = nearest_src_index(i, in_size, out_size);
+  return map;
+}
+
+// For each src index, the range [begin[s], begin[s+1]) of dst indices that read it (the map
+// is non-decreasing). Lets the upsampling backward gather instead of scatter: deterministic.
+inline std::vector<int64_t> nearest_inverse(int64_t in_size, int64_t out_size) {
+  std::vector<int64_t> begin(static_cast<size_t>(in_size + 1), out_size);
+  for (int64_t d = out_size - 1; d >= 0; --d) begin[nearest_src_index(d, in_size, out_size)] = d;
+  for (int64_t s = in_size - 1; s >= 0; --s) begin[s] = std::min(begin[s], begin[s + 1]);
+  return begin;
+}
+
+inline void check_floating(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), name,
+              " must be a floating-point tensor, got ", t.scalar_type());
+}
+
+inline void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref,
+                       const char* ref_name) {
+  TORCH_CHECK(t.device() == ref.device(), name, " is on ", t.device(), " but ", ref_name,
+              " is on ", ref.device());
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), name, " has dtype ", t.scalar_type(),
+              " but ", ref_name, " has dtype ", ref.scalar_type());
+}
+
+inline void check_same_shape(const at::Tensor& t, const char* name, const at::Tensor& ref,
+                             const char* ref_name) {
+  check_like(t, name, ref, ref_name);
+  TORCH_CHECK(t.sizes() == ref.sizes(), name, " must have the shape of ", ref_name, " ",
+              ref.sizes(), ", got ", t.sizes());
+}
+
+inline void check_segments(const at::Tensor& t, const char* name, int64_t num_segments) {
+  TORCH_CHECK(num_segments >= 1, "num_segments must be >= 1, got ", num_segments);
+  TORCH_CHECK(t.size(0) % num_segments == 0, name, ".shape[0] (", t.size(0),
+              ") must be N*T, a multiple of num_segments (", num_segments, ")");
+}
+
+inline void check_weight(const at::Tensor& weight, const at::Tensor& x) {
+  check_like(weight, "weight", x, "x");
+  TORCH_CHECK(weight.dim() == 3 && weight.size(0) == x.size(1) && weight.size(1) == 1 &&
+                  weight.size(2) == 3,
+              "weight must have shape (C, 1, 3) = (", x.size(1), ", 1, 3), got ", weight.sizes());
+}
+
+}  // namespace tdn

@@ -1,0 +1,69 @@
+// Operator schemas of the tdn_ops library and the Python module that loads them.
+//
+// The schemas live here, once; each device folder (cpu/, cuda/) registers its kernels with
+// TORCH_LIBRARY_IMPL. Fake (meta) kernels and autograd are registered from Python
+// (tdn_ops/ops/*.py), following pytorch/extension-cpp.
+//
+// Backward operators take every tensor the backward needs explicitly, so they are pure
+// functions of their arguments and can be traced by torch.compile like the forwards.
+
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// An empty module: importing tdn_ops._C runs the static registrations below.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", "tdn_ops native kernels (operators in torch.ops.tdn_ops)", -1,
+      nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(tdn_ops, m) {
+  // S-TDM step 1. x: (B, frames*c, H, W) -> (B, (frames-1)*c, H//k, W//k).
+  m.def("temporal_diff_pool(Tensor x, int frames, int kernel_size) -> Tensor");
+  m.def(
+      "temporal_diff_pool_backward(Tensor grad_out, int frames, int kernel_size, int height, "
+      "int width) -> Tensor");
+
+  // L-TDM differences. feat, aligned: (NT, c, H, W) -> diff (2, NT, c, H, W),
+  // pooled (2, NT, c, H//2, W//2); [0] is the forward difference, [1] the backward one.
+  m.def("cross_segment_diff(Tensor feat, Tensor aligned, int num_segments) -> (Tensor, Tensor)");
+  m.def(
+      "cross_segment_diff_backward(Tensor grad_diff, Tensor grad_pooled, int num_segments) -> "
+      "(Tensor, Tensor)");
+
+  // (diff + up(pooled_branch) + full_branch) / 3. The backward returns the gradient shared by
+  // diff and full_branch (grad_out / 3) and the gradient of pooled_branch.
+  m.def("multiscale_sum(Tensor diff, Tensor pooled_branch, Tensor full_branch) -> Tensor");
+  m.def(
+      "multiscale_sum_backward(Tensor grad_out, int pooled_height, int pooled_width) -> "
+      "(Tensor, Tensor)");
+
+  // x * (0.5 + 0.5*sigmoid(y_fwd) + 0.5*sigmoid(y_bwd)).
+  m.def("bidirectional_excitation(Tensor x, Tensor y_fwd, Tensor y_bwd) -> Tensor");
+  m.def(
+      "bidirectional_excitation_backward(Tensor grad_out, Tensor x, Tensor y_fwd, Tensor y_bwd) "
+      "-> (Tensor, Tensor, Tensor)");
+
+  // Depthwise temporal convolution with kernel 3 over the segments of each video.
+  m.def("temporal_shift_conv(Tensor x, Tensor weight, int num_segments) -> Tensor");
+  m.def(
+      "temporal_shift_conv_backward(Tensor grad_out, Tensor x, Tensor weight, int num_segments) "
+      "-> (Tensor, Tensor)");
+
+  // temporal_shift_conv(bidirectional_excitation(x, y_fwd, y_bwd), weight) in one pass.
+  m.def(
+      "excite_shift(Tensor x, Tensor y_fwd, Tensor y_bwd, Tensor weight, int num_segments) -> "
+      "Tensor");
+  m.def(
+      "excite_shift_backward(Tensor grad_out, Tensor x, Tensor y_fwd, Tensor y_bwd, Tensor "
+      "weight, int num_segments) -> (Tensor, Tensor, Tensor, Tensor)");
+
+  // S-TDM lateral connection: alpha*x + beta*up(d, like=x).
+  m.def("lateral_fuse(Tensor x, Tensor d, float alpha, float beta) -> Tensor");
+  m.def(
+      "lateral_fuse_backward(Tensor grad_out, int d_height, int d_width, float alpha, float "
+      "beta) -> (Tensor, Tensor)");
+}

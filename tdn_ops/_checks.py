@@ -1,0 +1,82 @@
+"""Argument checks shared by the public operators.
+
+Every message names the argument and says what was expected, so that a wrong call fails at the
+call site with a sentence a user can act on, whichever backend would have run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def tensor(name: str, t: object, ndim: int | None = None, min_ndim: int | None = None,
+           layout: str = "") -> torch.Tensor:
+    """``t`` is a floating-point tensor of the expected rank; ``layout`` names its dims."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be float32, float64, float16 or bfloat16, got {t.dtype}")
+    shape_hint = f" {layout}" if layout else ""
+    if ndim is not None and t.dim() != ndim:
+        raise ValueError(
+            f"{name} must be a {ndim}-D tensor{shape_hint}, got shape {tuple(t.shape)}")
+    if min_ndim is not None and t.dim() < min_ndim:
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dims{shape_hint}, got shape {tuple(t.shape)}")
+    return t
+
+
+def same_device_dtype(name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if t.device != ref.device:
+        raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}; "
+                         "move them to one device")
+    if t.dtype != ref.dtype:
+        raise TypeError(f"{name} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}; "
+                        "they must match (or call the operator under torch.autocast)")
+
+
+def same_shape(name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if t.shape != ref.shape:
+        raise ValueError(f"{name} must have the shape of {ref_name} {tuple(ref.shape)}, "
+                         f"got {tuple(t.shape)}")
+
+
+def positive_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def real_number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def segments_divide(name: str, t: torch.Tensor, num_segments: int) -> None:
+    """The batch dim of ``t`` holds whole videos of ``num_segments`` frames."""
+    if t.shape[0] % num_segments != 0:
+        raise ValueError(
+            f"{name}.shape[0] ({t.shape[0]}) must be N*T, a multiple of num_segments "
+            f"({num_segments}); got shape {tuple(t.shape)}")
+
+
+def spatial_at_least(name: str, t: torch.Tensor, size: int, why: str) -> None:
+    h, w = t.shape[-2], t.shape[-1]
+    if h < size or w < size:
+        raise ValueError(f"{name} has spatial size {h}x{w}, below the {why} ({size}x{size}); "
+                         f"shape {tuple(t.shape)}")
+
+
+def temporal_weight(name: str, weight: torch.Tensor, channels: int) -> None:
+    expected: Sequence[int] = (channels, 1, 3)
+    if tuple(weight.shape) != tuple(expected):
+        raise ValueError(f"{name} must have shape (C, 1, 3) = {tuple(expected)} for C={channels}"
+                         f" channels, got {tuple(weight.shape)}")

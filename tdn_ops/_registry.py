@@ -1,0 +1,68 @@
+"""Wiring shared by the operator modules: fake kernels, autograd and the Function classes.
+
+Each operator module (``tdn_ops/ops/<name>.py``) defines its checks, its fake kernels, one
+``setup_context`` and one ``backward``. :func:`register_operator` installs them on the
+``torch.ops.tdn_ops`` operator (when the extension is built), and :func:`function_class` builds
+the ``torch.autograd.Function`` for users who work at that level from the *same* backward, so
+there is exactly one backward per operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ._extension import NATIVE_AVAILABLE
+
+
+def register_operator(
+    name: str,
+    *,
+    fake: Callable,
+    backward_fake: Callable,
+    setup_context: Callable,
+    backward: Callable,
+) -> None:
+    if not NATIVE_AVAILABLE:
+        return
+    torch.library.register_fake(f"tdn_ops::{name}")(fake)
+    torch.library.register_fake(f"tdn_ops::{name}_backward")(backward_fake)
+    torch.library.register_autograd(f"tdn_ops::{name}", backward, setup_context=setup_context)
+
+
+def native_op(name: str):
+    """``torch.ops.tdn_ops.<name>`` (looked up at call time: the extension may be missing)."""
+    return getattr(torch.ops.tdn_ops, name).default
+
+
+def function_class(class_name: str, op_name: str, setup_context: Callable,
+                   backward: Callable, doc: str) -> type[torch.autograd.Function]:
+    """A ``torch.autograd.Function`` running the native operator with its registered backward."""
+
+    def forward(*args):
+        return native_op(op_name)(*args)
+
+    return type(class_name, (torch.autograd.Function,), {
+        "__doc__": doc,
+        "__module__": "tdn_ops",
+        "forward": staticmethod(forward),
+        "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(backward),
+    })
+
+
+def run(name: str, backend: str | None, device: torch.device, args: tuple):
+    """Call operator ``name`` on the backend resolved for ``device``."""
+    from ._dispatch import resolve_backend
+
+    impl = resolve_backend(name, backend, device)
+    if impl == "reference":
+        from . import reference
+
+        return getattr(reference, name)(*args)
+    if impl == "triton":
+        from . import triton
+
+        return getattr(triton, name)(*args)
+    return native_op(name)(*args)

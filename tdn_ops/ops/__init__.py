@@ -1,0 +1,1 @@
+"""One module per fused operator: checks, fake kernels, autograd and the public function."""

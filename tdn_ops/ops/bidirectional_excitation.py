@@ -1,0 +1,60 @@
+"""bidirectional_excitation: ``x * (0.5 + 0.5*sigmoid(y_fwd) + 0.5*sigmoid(y_bwd))``.
+
+The L-TDM output (SPEC §4): two sigmoids, subtractions, products and a sum in one pass.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _checks as check
+from .._dispatch import autocast_inputs
+from .._layout import empty_like_layout
+from .._registry import function_class, native_op, register_operator, run
+
+NAME = "bidirectional_excitation"
+
+
+def _check(x, y_fwd, y_bwd) -> None:
+    check.tensor("x", x)
+    for name, y in (("y_fwd", y_fwd), ("y_bwd", y_bwd)):
+        check.tensor(name, y)
+        check.same_device_dtype(name, y, "x", x)
+        check.same_shape(name, y, "x", x)
+
+
+def _fake(x, y_fwd, y_bwd):
+    return empty_like_layout(x, x.shape)
+
+
+def _backward_fake(grad_out, x, y_fwd, y_bwd):
+    return tuple(empty_like_layout(x, x.shape) for _ in range(3))
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, grad_out):
+    x, y_fwd, y_bwd = ctx.saved_tensors
+    return native_op(NAME + "_backward")(grad_out, x, y_fwd, y_bwd)
+
+
+register_operator(NAME, fake=_fake, backward_fake=_backward_fake,
+                  setup_context=_setup_context, backward=_backward)
+
+BidirectionalExcitationFunction = function_class(
+    "BidirectionalExcitationFunction", NAME, _setup_context, _backward,
+    "autograd.Function form of :func:`bidirectional_excitation` (native kernels).")
+
+
+def bidirectional_excitation(x: torch.Tensor, y_fwd: torch.Tensor, y_bwd: torch.Tensor, *,
+                             backend: str | None = "auto") -> torch.Tensor:
+    """Excite ``x`` by both temporal directions: ``x * (0.5 + 0.5*σ(y_fwd) + 0.5*σ(y_bwd))``.
+
+    ``x``, ``y_fwd`` and ``y_bwd`` share one shape (``(N*T, C, H, W)`` in TDN); the result has
+    that shape and ``x``'s memory format. Gradients flow to all three.
+    """
+    x, y_fwd, y_bwd = autocast_inputs(x, y_fwd, y_bwd)
+    _check(x, y_fwd, y_bwd)
+    return run(NAME, backend, x.device, (x, y_fwd, y_bwd))
