@@ -47,11 +47,11 @@ def _extensions():
 
     debug = os.environ.get("TDN_OPS_DEBUG") == "1"
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    cxx_flags = opt + ["-std=c++17", "-fopenmp", "-fvisibility=hidden"]
+    cxx_flags = opt + ["-std=c++17", "-fopenmp", "-fvisibility=hidden", "-fno-trapping-math"]
     sources = [os.path.join("csrc", "tdn_ops.cpp")] + sorted(glob.glob("csrc/cpu/*.cpp"))
     extra = {"cxx": cxx_flags}
     ext_cls = cpp_extension.CppExtension
-    define_macros = [("Py_LIMITED_API", "0x03090000")]
+    define_macros = []
     if with_cuda:
         ext_cls = cpp_extension.CUDAExtension
         sources += sorted(glob.glob("csrc/cuda/*.cu")) + sorted(glob.glob("csrc/cuda/*.cpp"))

@@ -1,0 +1,93 @@
+// Building blocks of the CPU kernels: accumulation types, chunk conversion, a vectorisable
+// float exp, and the attribute that compiles hot loops for several x86 instruction sets.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "common.h"
+
+namespace tdn {
+namespace cpu {
+
+// Half types (and float) compute in float, double in double.
+template <typename T>
+using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+// Positions a parallel task handles at least: large enough to amortise the task, small
+// enough that a frame chunk's working buffers stay in L1/L2.
+constexpr int64_t kGrain = 32768;
+constexpr int64_t kChunk = 512;
+
+// Hot loops are plain scalar C++ that GCC auto-vectorises (checked with -fopt-info-vec); the
+// clones compile each for AVX2+FMA and AVX-512 besides the baseline, picked at load time.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define TDN_VECTORIZE __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define TDN_VECTORIZE
+#endif
+
+// `n` elements of `src` as acc_t<T>: no copy when T already is acc_t<T>, else converted into
+// `buf`. Lets every kernel keep a single arithmetic path for all four dtypes.
+template <typename T, typename A = acc_t<T>>
+inline const A* load_acc(const T* src, A* buf, int64_t n) {
+  if constexpr (std::is_same_v<T, A>) {
+    return src;
+  } else {
+    for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<A>(src[i]);
+    return buf;
+  }
+}
+
+// Where a kernel writes its acc_t<T> results: straight into `dst` when types agree.
+template <typename T, typename A = acc_t<T>>
+inline A* out_acc(T* dst, A* buf) {
+  if constexpr (std::is_same_v<T, A>) {
+    return dst;
+  } else {
+    return buf;
+  }
+}
+
+template <typename T, typename A = acc_t<T>>
+inline void store_acc(T* dst, const A* buf, int64_t n) {
+  if constexpr (!std::is_same_v<T, A>) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(buf[i]);
+  }
+}
+
+// exp(x) for float without a libm call, so loops that use it vectorise: Cody-Waite range
+// reduction to r in [-ln2/2, ln2/2], a degree-6 polynomial (Cephes expf coefficients, about
+// 1 ulp), and 2^n built in the exponent bits. Clamped to the finite range; NaN stays NaN.
+static inline float fast_expf(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float t = x * 1.44269504088896341f;
+  const float fn = (t + 12582912.0f) - 12582912.0f;  // round to nearest via 1.5 * 2^23
+  float r = x - fn * 0.693359375f;
+  r = r - fn * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(fn) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+static inline float sigmoid_acc(float y) { return 1.0f / (1.0f + fast_expf(-y)); }
+static inline double sigmoid_acc(double y) { return 1.0 / (1.0 + std::exp(-y)); }
+
+}  // namespace cpu
+}  // namespace tdn

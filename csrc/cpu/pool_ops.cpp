@@ -1,0 +1,293 @@
+// CPU kernels of the difference-and-pool operators: temporal_diff_pool (S-TDM) and
+// cross_segment_diff (L-TDM), forward and backward.
+//
+// Layout. Both work on "planes": in a contiguous tensor a plane is one channel's H x W map
+// (V = 1 value per pixel); in a channels_last tensor it is a whole H x W x C frame (V = C).
+// Pooling then reads pixel (r, q) of a plane at (r*W + q)*V, whatever the layout.
+//
+// The backwards are gathers (each input element sums what it contributed to), so they need no
+// atomics and write every element exactly once.
+
+#include "cpu_kernels.h"
+
+namespace tdn {
+namespace cpu {
+namespace {
+
+// Average of the k x k window of `src` (rows of W pixels of V values) at output pixel
+// (oh, ow), value v; summed in the window's row-major order like avg_pool2d, then divided.
+template <typename A, typename Load>
+inline A window_mean(Load load, int64_t oh, int64_t ow, int64_t v, int64_t k, int64_t W,
+                     int64_t V) {
+  A s = 0;
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j) s += load(((oh * k + i) * W + ow * k + j) * V + v);
+  return s / static_cast<A>(k * k);
+}
+
+// ---------------------------------------------------------------------------------------
+// temporal_diff_pool: out block i = avgpool_k(x_{i+1} - x_i)
+
+at::Tensor temporal_diff_pool_cpu(const at::Tensor& x_in, int64_t frames, int64_t k) {
+  TORCH_CHECK(x_in.dim() == 4, "x must be a 4-D tensor (B, frames*c, H, W), got ", x_in.sizes());
+  check_floating(x_in, "x");
+  TORCH_CHECK(frames >= 2, "frames must be >= 2, got ", frames);
+  TORCH_CHECK(k >= 1, "kernel_size must be >= 1, got ", k);
+  TORCH_CHECK(x_in.size(1) % frames == 0, "x has ", x_in.size(1),
+              " channels, not divisible by frames=", frames);
+  TORCH_CHECK(x_in.size(2) >= k && x_in.size(3) >= k, "x has spatial size ", x_in.size(2), "x",
+              x_in.size(3), ", below the pooling kernel ", k);
+  const auto fmt = layout_of(x_in);
+  const auto x = x_in.contiguous(fmt);
+  const int64_t B = x.size(0), Cin = x.size(1), c = Cin / frames, Cout = c * (frames - 1);
+  const int64_t H = x.size(2), W = x.size(3), Ho = H / k, Wo = W / k;
+  auto out = empty_4d(x, {B, Cout, Ho, Wo}, fmt);
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tdp_fwd", [&] {
+    using A = acc_t<scalar_t>;
+    const scalar_t* px = x.const_data_ptr<scalar_t>();
+    scalar_t* po = out.mutable_data_ptr<scalar_t>();
+    if (!is_channels_last(fmt)) {
+      // One output row per task: plane j of the output from planes j+c and j of the input.
+      const int64_t rows = B * Cout * Ho;
+      at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / (Wo * k * k)), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t oh = r % Ho, j = (r / Ho) % Cout, b = r / (Ho * Cout);
+          const scalar_t* lo = px + (b * Cin + j) * H * W;
+          const scalar_t* hi = lo + c * H * W;
+          auto diff = [&](int64_t i) { return static_cast<A>(hi[i]) - static_cast<A>(lo[i]); };
+          scalar_t* dst = po + ((b * Cout + j) * Ho + oh) * Wo;
+          for (int64_t ow = 0; ow < Wo; ++ow)
+            dst[ow] = static_cast<scalar_t>(window_mean<A>(diff, oh, ow, 0, k, W, 1));
+        }
+      });
+    } else {
+      // One output pixel row per task; inside a pixel, out channel v reads x channels v+c, v.
+      const int64_t rows = B * Ho;
+      at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / (Wo * Cin * k * k)), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t oh = r % Ho, b = r / Ho;
+          const scalar_t* plane = px + b * H * W * Cin;
+          scalar_t* dst = po + (b * Ho + oh) * Wo * Cout;
+          for (int64_t ow = 0; ow < Wo; ++ow) {
+            for (int64_t v = 0; v < Cout; ++v) {
+              auto diff = [&](int64_t i) {
+                return static_cast<A>(plane[i + c]) - static_cast<A>(plane[i]);
+              };
+              dst[ow * Cout + v] = static_cast<scalar_t>(window_mean<A>(diff, oh, ow, v, k, W, Cin));
+            }
+          }
+        }
+      });
+    }
+  });
+  return out;
+}
+
+at::Tensor temporal_diff_pool_backward_cpu(const at::Tensor& g_in, int64_t frames, int64_t k,
+                                           int64_t H, int64_t W) {
+  TORCH_CHECK(g_in.dim() == 4, "grad_out must be 4-D, got ", g_in.sizes());
+  TORCH_CHECK(frames >= 2 && k >= 1, "frames must be >= 2 and kernel_size >= 1");
+  TORCH_CHECK(g_in.size(1) % (frames - 1) == 0, "grad_out channels must be (frames-1)*c");
+  TORCH_CHECK(g_in.size(2) == H / k && g_in.size(3) == W / k, "grad_out spatial size ",
+              g_in.sizes(), " does not match an input of ", H, "x", W, " pooled by ", k);
+  const auto fmt = layout_of(g_in);
+  const auto g = g_in.contiguous(fmt);
+  const int64_t B = g.size(0), Cout = g.size(1), c = Cout / (frames - 1), Cin = c * frames;
+  const int64_t Ho = H / k, Wo = W / k;
+  auto gx = empty_4d(g, {B, Cin, H, W}, fmt);
+  if (gx.numel() == 0) return gx;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "tdp_bwd", [&] {
+    using A = acc_t<scalar_t>;
+    const scalar_t* pg = g.const_data_ptr<scalar_t>();
+    scalar_t* px = gx.mutable_data_ptr<scalar_t>();
+    const bool cl = is_channels_last(fmt);
+    // Input channel j at pooled pixel (oh, ow): G[j-c] - G[j], G = grad_out / k^2.
+    auto grad_at = [&](int64_t b, int64_t j, int64_t oh, int64_t ow) -> A {
+      auto G = [&](int64_t jo) -> A {
+        if (jo < 0 || jo >= Cout) return A(0);
+        const int64_t idx = cl ? ((b * Ho + oh) * Wo + ow) * Cout + jo
+                               : ((b * Cout + jo) * Ho + oh) * Wo + ow;
+        // Divided, not multiplied by 1/k^2: avg_pool2d's backward does the same.
+        return static_cast<A>(pg[idx]) / static_cast<A>(k * k);
+      };
+      return G(j - c) - G(j);
+    };
+    const int64_t rows = cl ? B * H : B * Cin * H;
+    const int64_t row_len = cl ? W * Cin : W;
+    at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / row_len), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t h = r % H;
+        scalar_t* dst = px + r * row_len;
+        const bool row_pooled = h < Ho * k;
+        if (cl) {
+          const int64_t b = r / H;
+          for (int64_t w = 0; w < W; ++w)
+            for (int64_t j = 0; j < Cin; ++j)
+              dst[w * Cin + j] = static_cast<scalar_t>(
+                  row_pooled && w < Wo * k ? grad_at(b, j, h / k, w / k) : A(0));
+        } else {
+          const int64_t j = (r / H) % Cin, b = r / (H * Cin);
+          for (int64_t w = 0; w < W; ++w)
+            dst[w] = static_cast<scalar_t>(row_pooled && w < Wo * k ? grad_at(b, j, h / k, w / k)
+                                                                    : A(0));
+        }
+      }
+    });
+  });
+  return gx;
+}
+
+// ---------------------------------------------------------------------------------------
+// cross_segment_diff
+
+struct PlaneGeometry {
+  int64_t planes, planes_per_frame, V, H, W, Ho, Wo, T;
+  PlaneGeometry(const at::Tensor& t, at::MemoryFormat fmt, int64_t num_segments)
+      : H(t.size(2)), W(t.size(3)), Ho(t.size(2) / 2), Wo(t.size(3) / 2), T(num_segments) {
+    if (is_channels_last(fmt)) {
+      planes = t.size(0);
+      planes_per_frame = 1;
+      V = t.size(1);
+    } else {
+      planes = t.size(0) * t.size(1);
+      planes_per_frame = t.size(1);
+      V = 1;
+    }
+  }
+  int64_t plane_size() const { return H * W * V; }
+  int64_t pooled_size() const { return Ho * Wo * V; }
+  int64_t segment(int64_t plane) const { return (plane / planes_per_frame) % T; }
+  int64_t frame_stride() const { return planes_per_frame * plane_size(); }  // elements
+};
+
+std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cpu(const at::Tensor& feat_in,
+                                                          const at::Tensor& aligned_in,
+                                                          int64_t num_segments) {
+  TORCH_CHECK(feat_in.dim() == 4, "feat must be a 4-D tensor (N*T, c, H, W), got ",
+              feat_in.sizes());
+  check_floating(feat_in, "feat");
+  check_same_shape(aligned_in, "aligned", feat_in, "feat");
+  check_segments(feat_in, "feat", num_segments);
+  TORCH_CHECK(feat_in.size(2) >= 2 && feat_in.size(3) >= 2, "feat has spatial size ",
+              feat_in.size(2), "x", feat_in.size(3), ", below the 2x2 pooling window");
+  const auto fmt = layout_of(feat_in);
+  const auto feat = feat_in.contiguous(fmt), aligned = aligned_in.contiguous(fmt);
+  const int64_t B = feat.size(0), C = feat.size(1), H = feat.size(2), W = feat.size(3);
+  auto diff = empty_stacked(feat, B, C, H, W, fmt);
+  auto pooled = empty_stacked(feat, B, C, H / 2, W / 2, fmt);
+  if (feat.numel() == 0) return {diff, pooled};
+  const PlaneGeometry geo(feat, fmt, num_segments);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, feat.scalar_type(), "csd_fwd", [&] {
+    using A = acc_t<scalar_t>;
+    const scalar_t* pf = feat.const_data_ptr<scalar_t>();
+    const scalar_t* pa = aligned.const_data_ptr<scalar_t>();
+    scalar_t* pd[2] = {diff[0].mutable_data_ptr<scalar_t>(), diff[1].mutable_data_ptr<scalar_t>()};
+    scalar_t* pp[2] = {pooled[0].mutable_data_ptr<scalar_t>(),
+                       pooled[1].mutable_data_ptr<scalar_t>()};
+    const int64_t ps = geo.plane_size(), pps = geo.pooled_size(), fs = geo.frame_stride();
+    const int64_t V = geo.V, Wd = geo.W, Wo = geo.Wo, Ho = geo.Ho;
+    at::parallel_for(0, geo.planes, std::max<int64_t>(1, kGrain / ps), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t t = geo.segment(p);
+        const scalar_t* f = pf + p * ps;
+        for (int dir = 0; dir < 2; ++dir) {
+          // Forward: next segment's aligned minus this one's feat; backward: previous one's.
+          const bool valid = dir == 0 ? t + 1 < geo.T : t >= 1;
+          const scalar_t* a = pa + p * ps + (dir == 0 ? fs : -fs);
+          scalar_t* d = pd[dir] + p * ps;
+          if (valid) {
+            for (int64_t i = 0; i < ps; ++i)
+              d[i] = static_cast<scalar_t>(static_cast<A>(a[i]) - static_cast<A>(f[i]));
+          } else {
+            std::fill(d, d + ps, static_cast<scalar_t>(0));
+          }
+          // Pool the rounded differences, as the reference pools its stored tensor.
+          scalar_t* o = pp[dir] + p * pps;
+          for (int64_t oh = 0; oh < Ho; ++oh) {
+            const scalar_t* r0 = d + (2 * oh) * Wd * V;
+            const scalar_t* r1 = r0 + Wd * V;
+            scalar_t* orow = o + oh * Wo * V;
+            for (int64_t ow = 0; ow < Wo; ++ow)
+              for (int64_t v = 0; v < V; ++v) {
+                const int64_t i = 2 * ow * V + v;
+                const A s = static_cast<A>(r0[i]) + static_cast<A>(r0[i + V]) +
+                            static_cast<A>(r1[i]) + static_cast<A>(r1[i + V]);
+                orow[ow * V + v] = static_cast<scalar_t>(s / A(4));
+              }
+          }
+        }
+      }
+    });
+  });
+  return {diff, pooled};
+}
+
+std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cpu(const at::Tensor& gd_in,
+                                                                   const at::Tensor& gp_in,
+                                                                   int64_t num_segments) {
+  TORCH_CHECK(gd_in.dim() == 5 && gd_in.size(0) == 2,
+              "grad_diff must be (2, N*T, c, H, W), got ", gd_in.sizes());
+  TORCH_CHECK(gp_in.dim() == 5 && gp_in.size(0) == 2 && gp_in.size(1) == gd_in.size(1) &&
+                  gp_in.size(2) == gd_in.size(2) && gp_in.size(3) == gd_in.size(3) / 2 &&
+                  gp_in.size(4) == gd_in.size(4) / 2,
+              "grad_pooled must be (2, N*T, c, H//2, W//2) for grad_diff ", gd_in.sizes(),
+              ", got ", gp_in.sizes());
+  check_like(gp_in, "grad_pooled", gd_in, "grad_diff");
+  const auto fmt = layout_of(gd_in[0]);
+  const at::Tensor gd[2] = {gd_in[0].contiguous(fmt), gd_in[1].contiguous(fmt)};
+  const at::Tensor gp[2] = {gp_in[0].contiguous(fmt), gp_in[1].contiguous(fmt)};
+  check_segments(gd[0], "grad_diff[0]", num_segments);
+  auto g_feat = empty_4d(gd[0], gd[0].sizes(), fmt);
+  auto g_aligned = empty_4d(gd[0], gd[0].sizes(), fmt);
+  if (g_feat.numel() == 0) return {g_feat, g_aligned};
+  const PlaneGeometry geo(gd[0], fmt, num_segments);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gd[0].scalar_type(), "csd_bwd", [&] {
+    using A = acc_t<scalar_t>;
+    const scalar_t* pd[2] = {gd[0].const_data_ptr<scalar_t>(), gd[1].const_data_ptr<scalar_t>()};
+    const scalar_t* pp[2] = {gp[0].const_data_ptr<scalar_t>(), gp[1].const_data_ptr<scalar_t>()};
+    scalar_t* pfe = g_feat.mutable_data_ptr<scalar_t>();
+    scalar_t* pal = g_aligned.mutable_data_ptr<scalar_t>();
+    const int64_t ps = geo.plane_size(), pps = geo.pooled_size();
+    const int64_t V = geo.V, W = geo.W, Wo = geo.Wo, Ho = geo.Ho, T = geo.T;
+    const int64_t ppf = geo.planes_per_frame;
+    at::parallel_for(0, geo.planes, std::max<int64_t>(1, kGrain / ps), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t t = geo.segment(p);
+        // G_dir(plane q, element (h, w, v)): the total gradient reaching diff[dir] there.
+        auto G = [&](int dir, int64_t q, int64_t h, int64_t w, int64_t v) -> A {
+          A s = static_cast<A>(pd[dir][q * ps + (h * W + w) * V + v]);
+          if (h < 2 * Ho && w < 2 * Wo)
+            s += static_cast<A>(pp[dir][q * pps + ((h / 2) * Wo + w / 2) * V + v]) / A(4);
+          return s;
+        };
+        scalar_t* dfe = pfe + p * ps;
+        scalar_t* dal = pal + p * ps;
+        for (int64_t h = 0; h < geo.H; ++h)
+          for (int64_t w = 0; w < W; ++w)
+            for (int64_t v = 0; v < V; ++v) {
+              A gf = 0, ga = 0;
+              if (t + 1 < T) gf -= G(0, p, h, w, v);          // diff_fwd[t] = a[t+1] - f[t]
+              if (t >= 1) gf -= G(1, p, h, w, v);             // diff_bwd[t] = a[t-1] - f[t]
+              if (t >= 1) ga += G(0, p - ppf, h, w, v);       // a[t] feeds diff_fwd[t-1]
+              if (t + 1 < T) ga += G(1, p + ppf, h, w, v);    // a[t] feeds diff_bwd[t+1]
+              const int64_t i = (h * W + w) * V + v;
+              dfe[i] = static_cast<scalar_t>(gf);
+              dal[i] = static_cast<scalar_t>(ga);
+            }
+      }
+    });
+  });
+  return {g_feat, g_aligned};
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace tdn
+
+TORCH_LIBRARY_IMPL(tdn_ops, CPU, m) {
+  m.impl("temporal_diff_pool", &tdn::cpu::temporal_diff_pool_cpu);
+  m.impl("temporal_diff_pool_backward", &tdn::cpu::temporal_diff_pool_backward_cpu);
+  m.impl("cross_segment_diff", &tdn::cpu::cross_segment_diff_cpu);
+  m.impl("cross_segment_diff_backward", &tdn::cpu::cross_segment_diff_backward_cpu);
+}

@@ -1,0 +1,209 @@
+// CPU kernels of the operators that add a nearest-upsampled map: multiscale_sum (L-TDM) and
+// lateral_fuse (S-TDM), forward and backward.
+//
+// Upsampling picks source pixels exactly as F.interpolate(mode="nearest") does
+// (tdn::nearest_map). The backward gathers, for each source pixel, the gradient of the output
+// pixels that read it (tdn::nearest_inverse): no atomics, each element written once, summed
+// in the same order as ATen's upsample backward.
+//
+// Layout: planes of H x W pixels with V values each (V = 1 contiguous, V = C channels_last).
+
+#include "cpu_kernels.h"
+
+namespace tdn {
+namespace cpu {
+namespace {
+
+struct UpsampleGeometry {
+  int64_t planes, V, H, W, h, w;
+  UpsampleGeometry(int64_t B, int64_t C, int64_t H_, int64_t W_, int64_t h_, int64_t w_,
+                   at::MemoryFormat fmt)
+      : planes(is_channels_last(fmt) ? B : B * C),
+        V(is_channels_last(fmt) ? C : 1),
+        H(H_),
+        W(W_),
+        h(h_),
+        w(w_) {}
+};
+
+// out = combine(a, up(small), b) elementwise; `b` may be null (lateral_fuse has two terms).
+template <typename scalar_t, typename Combine>
+void upsample_combine(const UpsampleGeometry& geo, const scalar_t* a, const scalar_t* small,
+                      const scalar_t* b, scalar_t* out, Combine combine) {
+  using A = acc_t<scalar_t>;
+  const auto rmap = nearest_map(geo.h, geo.H), cmap = nearest_map(geo.w, geo.W);
+  const int64_t rows = geo.planes * geo.H, row_len = geo.W * geo.V, V = geo.V;
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / row_len), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t plane = r / geo.H, y = r % geo.H;
+      const scalar_t* srow = small + (plane * geo.h + rmap[y]) * geo.w * V;
+      const int64_t off = r * row_len;
+      for (int64_t x = 0; x < geo.W; ++x) {
+        const scalar_t* spix = srow + cmap[x] * V;
+        for (int64_t v = 0; v < V; ++v) {
+          const int64_t i = off + x * V + v;
+          const A bv = b ? static_cast<A>(b[i]) : A(0);
+          out[i] = static_cast<scalar_t>(combine(static_cast<A>(a[i]), static_cast<A>(spix[v]), bv));
+        }
+      }
+    }
+  });
+}
+
+// grad_small[i, j] = sum over output pixels reading (i, j) of scale * grad[., .].
+template <typename scalar_t>
+void upsample_gather(const UpsampleGeometry& geo, const scalar_t* g, scalar_t* gsmall,
+                     double scale) {
+  using A = acc_t<scalar_t>;
+  const auto rbeg = nearest_inverse(geo.h, geo.H), cbeg = nearest_inverse(geo.w, geo.W);
+  const int64_t rows = geo.planes * geo.h, V = geo.V;
+  const A s = static_cast<A>(scale);
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / (geo.W * V * 2)), [&](int64_t r0, int64_t r1) {
+    std::vector<A> acc(static_cast<size_t>(geo.w * V));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t plane = r / geo.h, i = r % geo.h;
+      std::fill(acc.begin(), acc.end(), A(0));
+      for (int64_t y = rbeg[i]; y < rbeg[i + 1]; ++y) {
+        const scalar_t* grow = g + (plane * geo.H + y) * geo.W * V;
+        for (int64_t j = 0; j < geo.w; ++j)
+          for (int64_t x = cbeg[j]; x < cbeg[j + 1]; ++x)
+            for (int64_t v = 0; v < V; ++v) acc[j * V + v] += s * static_cast<A>(grow[x * V + v]);
+      }
+      scalar_t* dst = gsmall + r * geo.w * V;
+      for (int64_t k = 0; k < geo.w * V; ++k) dst[k] = static_cast<scalar_t>(acc[k]);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// multiscale_sum: (diff + up(pooled) + full) / 3 over (..., c, H, W)
+
+at::Tensor multiscale_sum_cpu(const at::Tensor& diff_in, const at::Tensor& pooled_in,
+                              const at::Tensor& full_in) {
+  TORCH_CHECK(diff_in.dim() >= 3, "diff must be (..., c, H, W), got ", diff_in.sizes());
+  check_floating(diff_in, "diff");
+  check_same_shape(full_in, "full_branch", diff_in, "diff");
+  check_like(pooled_in, "pooled_branch", diff_in, "diff");
+  TORCH_CHECK(pooled_in.dim() == diff_in.dim() &&
+                  pooled_in.sizes().slice(0, diff_in.dim() - 2) ==
+                      diff_in.sizes().slice(0, diff_in.dim() - 2),
+              "pooled_branch must match diff in every dim but the last two, got ",
+              pooled_in.sizes(), " for diff ", diff_in.sizes());
+  const int64_t C = diff_in.size(-3), H = diff_in.size(-2), W = diff_in.size(-1);
+  const int64_t h = pooled_in.size(-2), w = pooled_in.size(-1);
+  TORCH_CHECK(h >= 1 && w >= 1, "pooled_branch has an empty spatial size");
+  const auto d4 = diff_in.reshape({-1, C, H, W});
+  const auto fmt = layout_of(d4);
+  const auto d = d4.contiguous(fmt);
+  const auto f = full_in.reshape({-1, C, H, W}).contiguous(fmt);
+  const auto p = pooled_in.reshape({-1, C, h, w}).contiguous(fmt);
+  auto out = empty_4d(d, d.sizes(), fmt);
+  if (out.numel() > 0) {
+    const UpsampleGeometry geo(d.size(0), C, H, W, h, w, fmt);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d.scalar_type(), "mss_fwd", [&] {
+      using A = acc_t<scalar_t>;
+      const A third = static_cast<A>(1.0 / 3.0);
+      // The reference's order: 1/3*diff + 1/3*up + 1/3*full.
+      upsample_combine(geo, d.const_data_ptr<scalar_t>(), p.const_data_ptr<scalar_t>(),
+                       f.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
+                       [third](A a, A u, A b) { return third * a + third * u + third * b; });
+    });
+  }
+  return out.view(diff_in.sizes());
+}
+
+std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cpu(const at::Tensor& g_in, int64_t h,
+                                                               int64_t w) {
+  TORCH_CHECK(g_in.dim() >= 3, "grad_out must be (..., c, H, W), got ", g_in.sizes());
+  TORCH_CHECK(h >= 1 && w >= 1, "pooled size must be positive, got ", h, "x", w);
+  const int64_t C = g_in.size(-3), H = g_in.size(-2), W = g_in.size(-1);
+  const auto g4 = g_in.reshape({-1, C, H, W});
+  const auto fmt = layout_of(g4);
+  const auto g = g4.contiguous(fmt);
+  auto g_third = empty_4d(g, g.sizes(), fmt);
+  auto g_pooled = empty_4d(g, {g.size(0), C, h, w}, fmt);
+  if (g.numel() > 0) {
+    const UpsampleGeometry geo(g.size(0), C, H, W, h, w, fmt);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "mss_bwd", [&] {
+      using A = acc_t<scalar_t>;
+      const A third = static_cast<A>(1.0 / 3.0);
+      const scalar_t* pg = g.const_data_ptr<scalar_t>();
+      scalar_t* pt = g_third.mutable_data_ptr<scalar_t>();
+      const int64_t n = g.numel();
+      at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) pt[i] = static_cast<scalar_t>(third * static_cast<A>(pg[i]));
+      });
+      upsample_gather(geo, pg, g_pooled.mutable_data_ptr<scalar_t>(), 1.0 / 3.0);
+    });
+  } else if (g_pooled.numel() > 0) {
+    g_pooled.zero_();
+  }
+  auto lead = g_in.sizes().vec();
+  lead[lead.size() - 2] = h;
+  lead[lead.size() - 1] = w;
+  return {g_third.view(g_in.sizes()), g_pooled.view(lead)};
+}
+
+// ---------------------------------------------------------------------------------------
+// lateral_fuse: alpha*x + beta*up(d)
+
+at::Tensor lateral_fuse_cpu(const at::Tensor& x_in, const at::Tensor& d_in, double alpha,
+                            double beta) {
+  TORCH_CHECK(x_in.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x_in.sizes());
+  check_floating(x_in, "x");
+  check_like(d_in, "d", x_in, "x");
+  TORCH_CHECK(d_in.dim() == 4 && d_in.size(0) == x_in.size(0) && d_in.size(1) == x_in.size(1) &&
+                  d_in.size(2) >= 1 && d_in.size(3) >= 1,
+              "d must be (N*T, C, h, w) with x's N*T and C ", x_in.sizes(), ", got ", d_in.sizes());
+  const auto fmt = layout_of(x_in);
+  const auto x = x_in.contiguous(fmt), d = d_in.contiguous(fmt);
+  auto out = empty_4d(x, x.sizes(), fmt);
+  if (out.numel() == 0) return out;
+  const UpsampleGeometry geo(x.size(0), x.size(1), x.size(2), x.size(3), d.size(2), d.size(3), fmt);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lf_fwd", [&] {
+    using A = acc_t<scalar_t>;
+    const A a = static_cast<A>(alpha), b = static_cast<A>(beta);
+    upsample_combine(geo, x.const_data_ptr<scalar_t>(), d.const_data_ptr<scalar_t>(),
+                     static_cast<const scalar_t*>(nullptr), out.mutable_data_ptr<scalar_t>(),
+                     [a, b](A xv, A u, A) { return a * xv + b * u; });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> lateral_fuse_backward_cpu(const at::Tensor& g_in, int64_t h,
+                                                             int64_t w, double alpha,
+                                                             double beta) {
+  TORCH_CHECK(g_in.dim() == 4, "grad_out must be 4-D, got ", g_in.sizes());
+  TORCH_CHECK(h >= 1 && w >= 1, "d size must be positive, got ", h, "x", w);
+  const auto fmt = layout_of(g_in);
+  const auto g = g_in.contiguous(fmt);
+  auto gx = empty_4d(g, g.sizes(), fmt);
+  auto gd = empty_4d(g, {g.size(0), g.size(1), h, w}, fmt);
+  if (g.numel() == 0) {
+    gd.zero_();
+    return {gx, gd};
+  }
+  const UpsampleGeometry geo(g.size(0), g.size(1), g.size(2), g.size(3), h, w, fmt);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "lf_bwd", [&] {
+    using A = acc_t<scalar_t>;
+    const A a = static_cast<A>(alpha);
+    const scalar_t* pg = g.const_data_ptr<scalar_t>();
+    scalar_t* px = gx.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, g.numel(), kGrain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) px[i] = static_cast<scalar_t>(a * static_cast<A>(pg[i]));
+    });
+    upsample_gather(geo, pg, gd.mutable_data_ptr<scalar_t>(), beta);
+  });
+  return {gx, gd};
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace tdn
+
+TORCH_LIBRARY_IMPL(tdn_ops, CPU, m) {
+  m.impl("multiscale_sum", &tdn::cpu::multiscale_sum_cpu);
+  m.impl("multiscale_sum_backward", &tdn::cpu::multiscale_sum_backward_cpu);
+  m.impl("lateral_fuse", &tdn::cpu::lateral_fuse_cpu);
+  m.impl("lateral_fuse_backward", &tdn::cpu::lateral_fuse_backward_cpu);
+}
