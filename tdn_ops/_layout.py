@@ -23,7 +23,8 @@ def as_4d(t: torch.Tensor) -> torch.Tensor:
 
 def empty_like_layout(ref: torch.Tensor, shape) -> torch.Tensor:
     """A new 4-D tensor of ``shape`` in ``ref``'s layout."""
-    return ref.new_empty(shape, memory_format=memory_format_of(ref))
+    return torch.empty(shape, dtype=ref.dtype, device=ref.device,
+                       memory_format=memory_format_of(ref))
 
 
 def empty_stacked_like_layout(ref: torch.Tensor, shape) -> torch.Tensor:

@@ -52,11 +52,18 @@ def function_class(class_name: str, op_name: str, setup_context: Callable,
     })
 
 
-def run(name: str, backend: str | None, device: torch.device, args: tuple):
-    """Call operator ``name`` on the backend resolved for ``device``."""
+@torch.compiler.assume_constant_result
+def _resolve(name: str, backend: str | None, device_type: str) -> str:
+    # Under torch.compile the choice is made once, while tracing, and baked into the graph:
+    # the lookups behind it (environment, dispatcher tables) are not traceable.
     from ._dispatch import resolve_backend
 
-    impl = resolve_backend(name, backend, device)
+    return resolve_backend(name, backend, torch.device(device_type))
+
+
+def run(name: str, backend: str | None, device: torch.device, args: tuple):
+    """Call operator ``name`` on the backend resolved for ``device``."""
+    impl = _resolve(name, backend, device.type)
     if impl == "reference":
         from . import reference
 
