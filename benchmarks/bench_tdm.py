@@ -1,0 +1,229 @@
+#!/usr/bin/env python
+"""The measured case for fused TDN: operators, modules and the whole model, in one run.
+
+    python benchmarks/bench_tdm.py                 # the "standard" size on the best device
+    python benchmarks/bench_tdm.py --quick         # about 3 minutes on a 2-core CPU
+    python benchmarks/bench_tdm.py --device cuda --full --dtype float32,bfloat16
+
+Sections (``--sections``):
+  ops      every fused operator (forward, backward, forward+backward) against the eager
+           reference and torch.compile of it, at the shapes it has inside TDN-ResNet50
+  modules  the L-TDM + temporal-shift block of each stage and the S-TDM stem, fused against the
+           reference modules with the same weights
+  model    TDN-ResNet50 (8 segments, 224x224) inference throughput, training-step time and peak
+           memory: fused, reference, and a plain TSN ResNet-50 on the same frames
+
+A readable table and the target verdicts are printed; every figure is appended to
+<output-dir>/bench_tdm.csv and bench_tdm.json with the device, versions, commit and date, and
+PNG plots are written beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+try:  # an installed tdn_ops, else the source checkout this script belongs to
+    import tdn_ops  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from tdm_bench import operators, profiles, report, results, targets  # noqa: E402
+from tdm_bench.context import DTYPES, RunContext  # noqa: E402
+from tdm_bench.implementations import FUSED_BACKENDS, fused_backends  # noqa: E402
+from tdm_bench.timing import Budget, cache_bytes, copy_bandwidth  # noqa: E402
+
+SECTIONS = ("ops", "modules", "model")
+
+
+def _section_module(name: str):
+    # modules/model import the network lazily: the ops section runs without it.
+    if name == "ops":
+        return operators
+    if name == "modules":
+        from tdm_bench import modules
+        return modules
+    from tdm_bench import model
+    return model
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench_tdm.py", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="sizes (--size, or the --quick / --full shortcuts):\n" + profiles.describe())
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--size", choices=tuple(profiles.PROFILES), default="standard",
+                      help="how large and how long (default: standard)")
+    size.add_argument("--quick", dest="size", action="store_const", const="quick",
+                      help="same as --size quick")
+    size.add_argument("--full", dest="size", action="store_const", const="full",
+                      help="same as --size full")
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
+    parser.add_argument("--dtype", default=None,
+                        help="comma-separated dtypes of " + ",".join(DTYPES) +
+                        " (default: float32 on a CPU, float32,bfloat16 on a GPU)")
+    parser.add_argument("--segments", type=int, default=8, help="segments per video (T)")
+    parser.add_argument("--backends", default=None,
+                        help="comma-separated fused backends to time, of "
+                        + ",".join(FUSED_BACKENDS) + " (default: every one available)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip torch.compile of the reference (the compile baseline)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads for a CPU run (default: torch's choice)")
+    parser.add_argument("--rotate-mb", type=float, default=None,
+                        help="cap on the rotated input footprint in MiB (default: 256 on a "
+                        "CPU, 1024 on a GPU); inputs rotate through 2x the last-level cache "
+                        "up to this cap")
+    parser.add_argument("--output-dir", type=Path, default=HERE / "results",
+                        help="where results and plots go (default: benchmarks/results)")
+    parser.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--note", default="", help="free text stored with the run")
+    args = parser.parse_args(argv)
+
+    args.sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
+    bad = [s for s in args.sections if s not in SECTIONS]
+    if bad or not args.sections:
+        parser.error(f"--sections must name some of {SECTIONS}, got {bad or 'nothing'}")
+    if args.segments < 1:
+        parser.error(f"--segments must be >= 1, got {args.segments}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        args.device = torch.device(args.device)
+    except RuntimeError as exc:
+        parser.error(f"--device: {exc}")
+    if args.device.type not in ("cpu", "cuda"):
+        parser.error(f"--device must be cpu or cuda[:N], got {args.device}")
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this PyTorch build or machine has no CUDA device")
+    if args.device.type == "cuda" and args.device.index is None:
+        args.device = torch.device("cuda", torch.cuda.current_device())
+    default_dtypes = "float32,bfloat16" if args.device.type == "cuda" else "float32"
+    names = [d.strip() for d in (args.dtype or default_dtypes).split(",") if d.strip()]
+    bad = [d for d in names if d not in DTYPES]
+    if bad or not names:
+        parser.error(f"--dtype must name some of {tuple(DTYPES)}, got {bad or 'nothing'}")
+    args.dtypes = [DTYPES[d] for d in names]
+    if args.backends is not None:
+        args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        bad = [b for b in args.backends if b not in FUSED_BACKENDS]
+        if bad:
+            parser.error(f"--backends must name some of {FUSED_BACKENDS}, got {bad}")
+    if args.rotate_mb is None:
+        args.rotate_mb = 1024 if args.device.type == "cuda" else 256
+    if args.rotate_mb <= 0:
+        parser.error(f"--rotate-mb must be > 0, got {args.rotate_mb}")
+    return args
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, unit="timing", dynamic_ncols=True, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*TF32.*")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.device.type == "cuda":
+        torch.cuda.set_device(args.device)
+    profile = profiles.get(args.size, compile_reference=False if args.no_compile else None)
+    env = results.environment(args.device, profile.name, REPO,
+                              sys.argv[:1] + list(argv if argv is not None else sys.argv[1:]))
+    env["note"] = args.note
+    env["sections"] = list(args.sections)
+    available = fused_backends(args.device)
+    chosen = available if args.backends is None else [b for b in args.backends if b in available]
+    env["fused_backends_available"] = available
+    env["fused_backends"] = chosen
+    env["rotate_cap_mib"] = args.rotate_mb
+    env["cache_bytes"] = cache_bytes(args.device)
+    res = results.Results(env)
+    ctx = RunContext(device=args.device, profile=profile, dtypes=args.dtypes,
+                     segments=args.segments, results=res, fused_backends=chosen,
+                     rotate_cap_bytes=int(args.rotate_mb * 2**20))
+
+    print(f"bench_tdm: {env['device_name']} | torch {env['torch']} | commit {env['commit']} | "
+          f"size {profile.name} | sections {','.join(args.sections)} | dtypes "
+          f"{','.join(map(str, args.dtypes))}".replace("torch.", ""))
+    print(f"fused backends: {', '.join(chosen) or 'none'}"
+          + ("" if chosen else " (only the reference runs: build tdn_ops._C for 'cpu'/'cuda')")
+          + ("" if args.backends is None or set(args.backends) <= set(available)
+             else f"; requested but unavailable: "
+                  f"{', '.join(sorted(set(args.backends) - set(available)))}"))
+
+    if "ops" in args.sections:
+        copy_bytes = min(2 * env["cache_bytes"], ctx.rotate_cap_bytes)
+        ctx.copy_bandwidth = copy_bandwidth(
+            args.device, max(copy_bytes, 16 << 20),
+            Budget(warmup=2, min_reps=5, max_reps=50, min_time_s=0.3))
+        env["copy_bandwidth_gbps"] = round(ctx.copy_bandwidth / 1e9, 2)
+        print(f"device copy bandwidth: {env['copy_bandwidth_gbps']} GB/s "
+              f"(read+write of {copy_bytes / 2**20:.0f} MiB)")
+
+    sections = {}
+    planned = 0
+    for name in args.sections:
+        try:
+            sections[name] = _section_module(name)
+            planned += sections[name].planned_steps(ctx)
+        except Exception as exc:  # noqa: BLE001 - report it and run the other sections
+            ctx.log(f"[{name}] cannot run: {type(exc).__name__}: {exc}")
+            res.add(section=name, name=name, status="error",
+                    note=f"{type(exc).__name__}: {exc}"[:300])
+    ctx.progress = _progress(planned, not args.no_progress)
+    started = time.perf_counter()
+    for name, module in sections.items():
+        try:
+            module.run(ctx)
+        except Exception as exc:  # noqa: BLE001
+            ctx.log(f"[{name}] failed: {type(exc).__name__}: {exc}")
+            traceback.print_exc(file=sys.stderr)
+            res.add(section=name, name=name, status="error",
+                    note=f"{type(exc).__name__}: {exc}"[:300])
+    if ctx.progress is not None:
+        ctx.progress.close()
+    env["elapsed_s"] = round(time.perf_counter() - started, 1)
+    env["load_average_end"] = results.load_average()
+
+    res.targets = targets.evaluate(res.rows, env, args.sections)
+    print()
+    print(report.full_report(res.rows, res.targets))
+    out_dir = args.output_dir
+    results.append_csv(out_dir / "bench_tdm.csv", res.rows)
+    results.append_json(out_dir / "bench_tdm.json", res.as_json())
+    written = [out_dir / "bench_tdm.csv", out_dir / "bench_tdm.json"]
+    if not args.no_plots:
+        try:
+            from tdm_bench import plots
+            written += plots.write_all(res, out_dir)
+        except Exception as exc:  # noqa: BLE001 - plots are a convenience
+            print(f"plots not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"\n{len(res.rows)} rows in {env['elapsed_s']} s; wrote "
+          + ", ".join(os.path.relpath(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

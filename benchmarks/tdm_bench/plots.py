@@ -1,0 +1,126 @@
+"""PNG plots of a run: speed-up per operator and backend, and the end-to-end bars.
+
+Files (the latest run per device type overwrites them; the CSV/JSON keep every run):
+    ops_speedup_<device>.png   speed-up over the eager reference, one panel per (dtype, pass)
+    modules_<device>.png       module time, fused vs reference
+    model_<device>.png         whole-model time per clip (inference, training) and peak memory
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLORS = {"compiled": "#999999", "cpu": "#1f77b4", "cuda": "#2ca02c", "triton": "#d62728",
+          "reference": "#999999", "fused": "#1f77b4", "tsn": "#ff7f0e", "eager": "#cccccc"}
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _title(env: dict) -> str:
+    return f"{env.get('device_name', '')}\ntorch {env.get('torch')}, commit {env.get('commit')}"
+
+
+def ops_speedup(rows: list[dict], env: dict, path: Path) -> Path | None:
+    ops = [r for r in rows if r["section"] == "ops" and r["status"] == "ok"
+           and r["impl"] != "eager" and r.get("speedup_vs_reference")]
+    if not ops:
+        return None
+    panels: OrderedDict = OrderedDict()
+    for r in ops:
+        panels.setdefault((r["dtype"], r["pass"]), []).append(r)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3.6 * len(panels)), squeeze=False)
+    for ax, ((dtype, pass_name), group) in zip(axes[:, 0], panels.items()):
+        cases = list(OrderedDict.fromkeys(f"{r['name']}\n@{r['site']}" for r in group))
+        impls = list(OrderedDict.fromkeys(r["impl"] for r in group))
+        width = 0.8 / max(len(impls), 1)
+        for k, impl in enumerate(impls):
+            values = {f"{r['name']}\n@{r['site']}": r["speedup_vs_reference"]
+                      for r in group if r["impl"] == impl}
+            xs = [i + (k - (len(impls) - 1) / 2) * width for i in range(len(cases))]
+            ax.bar(xs, [values.get(c, 0) for c in cases], width, label=impl,
+                   color=COLORS.get(impl))
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(cases)))
+        ax.set_xticklabels(cases, fontsize=7)
+        ax.set_ylabel("speed-up vs eager")
+        ax.set_title(f"{dtype}, {pass_name}", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle("fused operators vs the eager reference\n" + _title(env), fontsize=10)
+    return _save(fig, path)
+
+
+def modules_bars(rows: list[dict], env: dict, path: Path) -> Path | None:
+    mods = [r for r in rows if r["section"] == "modules" and r["status"] == "ok"]
+    if not mods:
+        return None
+    cases = list(OrderedDict.fromkeys(f"{r['name']}@{r['site']}\n{r['pass']} {r['dtype']}"
+                                      for r in mods))
+    impls = list(OrderedDict.fromkeys(r["impl"] for r in mods))
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(cases)), 4))
+    width = 0.8 / len(impls)
+    for k, impl in enumerate(impls):
+        values = {f"{r['name']}@{r['site']}\n{r['pass']} {r['dtype']}": r["median_ms"]
+                  for r in mods if r["impl"] == impl}
+        xs = [i + (k - (len(impls) - 1) / 2) * width for i in range(len(cases))]
+        ax.bar(xs, [values.get(c, 0) for c in cases], width, label=impl, color=COLORS.get(impl))
+    ax.set_xticks(range(len(cases)))
+    ax.set_xticklabels(cases, fontsize=7)
+    ax.set_ylabel("median ms")
+    ax.legend(fontsize=8)
+    ax.set_title("modules, same weights\n" + _title(env), fontsize=10)
+    return _save(fig, path)
+
+
+def model_bars(rows: list[dict], env: dict, path: Path) -> Path | None:
+    models = [r for r in rows if r["section"] == "model" and r["status"] == "ok"]
+    if not models:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, (pass_name, key, label) in zip(axes, (
+            ("inference", "median_ms", "inference ms per batch"),
+            ("training", "median_ms", "training step ms"),
+            ("training", "peak_mem_mb", "training peak MiB (above step start)"))):
+        group = [r for r in models if r["pass"] == pass_name and r.get(key)]
+        labels = [f"{r['name'].replace('_resnet50', '')}\n{r['impl']} {r['dtype']}" for r in group]
+        ax.bar(range(len(group)), [r[key] for r in group],
+               color=[COLORS.get(r["impl"]) for r in group])
+        for i, r in enumerate(group):
+            ax.text(i, r[key], f"{r[key]:.0f}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(group)))
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.set_title(label, fontsize=9)
+    first = models[0]
+    fig.suptitle(f"TDN-ResNet50 vs TSN ResNet-50, {first.get('videos')} video(s) x "
+                 f"{first.get('segments')} segments at {first.get('resolution')}px\n"
+                 + _title(env), fontsize=10)
+    return _save(fig, path)
+
+
+def write_all(res, out_dir: Path) -> list[Path]:
+    device = res.env.get("device", "cpu")
+    made = [ops_speedup(res.rows, res.env, out_dir / f"ops_speedup_{device}.png"),
+            modules_bars(res.rows, res.env, out_dir / f"modules_{device}.png"),
+            model_bars(res.rows, res.env, out_dir / f"model_{device}.png")]
+    return [p for p in made if p is not None]

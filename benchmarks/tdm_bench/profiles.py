@@ -1,0 +1,106 @@
+"""Benchmark sizes. ``bench_tdm.py --help`` prints :func:`describe` for each of them.
+
+Production shapes are 8 videos x 8 segments at 224x224 (SPEC §2-§4). On a GPU every size but
+"tiny" uses them. A 2-core CPU takes seconds per TDN-ResNet50 training step, so the CPU sizes
+scale the number of videos down (the per-image work, and so every ratio the targets name, is the
+same; the output says which scaling applied).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from .shapes import Geometry
+from .timing import Budget
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    summary: str
+    op_videos_cpu: int
+    op_videos_gpu: int
+    resolution: int
+    op_stages: tuple[str, ...]          # L-TDM stages whose operators are timed (CPU)
+    first_blocks: bool                  # also time the first (larger) block of each stage
+    passes: tuple[str, ...]
+    op_budget: Budget
+    module_stages: tuple[str, ...]
+    model_videos_cpu: int
+    model_videos_gpu: int
+    model_budget: Budget                # for inference; training uses train_budget
+    train_budget: Budget
+    compile_reference: bool = True
+
+    def op_geometry(self, device: torch.device, segments: int) -> Geometry:
+        videos = self.op_videos_gpu if device.type == "cuda" else self.op_videos_cpu
+        return Geometry(videos, segments, self.resolution)
+
+    def model_geometry(self, device: torch.device, segments: int) -> Geometry:
+        videos = self.model_videos_gpu if device.type == "cuda" else self.model_videos_cpu
+        return Geometry(videos, segments, self.resolution)
+
+    def stages_on(self, device: torch.device) -> tuple[str, ...]:
+        # A GPU's targets name layers 2-4, and a GPU has the time for all of them.
+        return ("layer2", "layer3", "layer4") if device.type == "cuda" else self.op_stages
+
+
+ALL_STAGES = ("layer2", "layer3", "layer4")
+ALL_PASSES = ("forward", "backward", "forward+backward")
+
+PROFILES = {
+    "tiny": Profile(
+        "tiny", "toy shapes (1 video x 8 segments at 64x64), a few repetitions, no torch.compile: "
+        "checks the machinery in seconds; its numbers mean nothing",
+        op_videos_cpu=1, op_videos_gpu=1, resolution=64, op_stages=ALL_STAGES,
+        first_blocks=False, passes=("forward", "forward+backward"),
+        op_budget=Budget(warmup=1, min_reps=3, max_reps=3, min_time_s=0.0),
+        module_stages=("layer3",), model_videos_cpu=1, model_videos_gpu=1,
+        model_budget=Budget(warmup=1, min_reps=2, max_reps=2, min_time_s=0.0),
+        train_budget=Budget(warmup=1, min_reps=1, max_reps=1, min_time_s=0.0),
+        compile_reference=False),
+    "quick": Profile(
+        "quick", "CPU: 1 video x 8 segments at 224x224, operators at the S-TDM and layer-3 shapes "
+        "(the CPU targets), the layer-3 block and the stem, whole model with few repetitions; "
+        "about 3 minutes on 2 cores. GPU: 8 videos, layers 2-4",
+        op_videos_cpu=1, op_videos_gpu=8, resolution=224, op_stages=("layer3",),
+        first_blocks=False, passes=("forward", "forward+backward"),
+        op_budget=Budget(warmup=2, min_reps=7, max_reps=100, min_time_s=0.15),
+        module_stages=("layer3",), model_videos_cpu=1, model_videos_gpu=8,
+        model_budget=Budget(warmup=1, min_reps=3, max_reps=3, min_time_s=0.0),
+        train_budget=Budget(warmup=1, min_reps=2, max_reps=2, min_time_s=0.0)),
+    "standard": Profile(
+        "standard", "the default. CPU: 2 videos x 8 segments at 224x224, every operator site of "
+        "layers 2-4 and the stem, all three passes, every stage's block, whole model; GPU: 8 "
+        "videos",
+        op_videos_cpu=2, op_videos_gpu=8, resolution=224, op_stages=ALL_STAGES,
+        first_blocks=False, passes=ALL_PASSES,
+        op_budget=Budget(warmup=3, min_reps=10, max_reps=200, min_time_s=0.3),
+        module_stages=ALL_STAGES, model_videos_cpu=2, model_videos_gpu=8,
+        model_budget=Budget(warmup=2, min_reps=5, max_reps=20, min_time_s=1.0),
+        train_budget=Budget(warmup=2, min_reps=3, max_reps=10, min_time_s=1.0)),
+    "full": Profile(
+        "full", "production shapes everywhere: 8 videos x 8 segments at 224x224, also the first "
+        "(larger) block of each stage, more repetitions; long on a CPU",
+        op_videos_cpu=8, op_videos_gpu=8, resolution=224, op_stages=ALL_STAGES,
+        first_blocks=True, passes=ALL_PASSES,
+        op_budget=Budget(warmup=5, min_reps=20, max_reps=500, min_time_s=1.0),
+        module_stages=ALL_STAGES, model_videos_cpu=8, model_videos_gpu=8,
+        model_budget=Budget(warmup=2, min_reps=5, max_reps=50, min_time_s=3.0),
+        train_budget=Budget(warmup=2, min_reps=5, max_reps=30, min_time_s=3.0)),
+}
+
+
+def get(name: str, *, compile_reference: bool | None = None) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"size must be one of {tuple(PROFILES)}, got {name!r}")
+    profile = PROFILES[name]
+    if compile_reference is not None:
+        profile = replace(profile, compile_reference=compile_reference)
+    return profile
+
+
+def describe() -> str:
+    return "\n".join(f"  {p.name:9s} {p.summary}" for p in PROFILES.values())
