@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
 COLORS = {"compiled": "#999999", "cpu": "#1f77b4", "cuda": "#2ca02c", "triton": "#d62728",
           "reference": "#999999", "fused": "#1f77b4", "tsn": "#ff7f0e", "eager": "#cccccc"}
@@ -41,6 +42,15 @@ def _title(env: dict) -> str:
     return f"{env.get('device_name', '')}\ntorch {env.get('torch')}, commit {env.get('commit')}"
 
 
+def _target_lines(device: str, pass_name: str) -> list[tuple[float, str]]:
+    """The issue's speed-up targets that apply to a panel, drawn as dashed lines."""
+    if device == "cuda" and pass_name in ("forward", "backward"):
+        return [(2.0, "target 2x eager (GPU)")]
+    if device == "cpu" and pass_name == "forward+backward":
+        return [(3.0, "target 3x eager (CPU, layer 3)")]
+    return []
+
+
 def ops_speedup(rows: list[dict], env: dict, path: Path) -> Path | None:
     ops = [r for r in rows if r["section"] == "ops" and r["status"] == "ok"
            and r["impl"] != "eager" and r.get("speedup_vs_reference")]
@@ -49,21 +59,28 @@ def ops_speedup(rows: list[dict], env: dict, path: Path) -> Path | None:
     panels: OrderedDict = OrderedDict()
     for r in ops:
         panels.setdefault((r["dtype"], r["pass"]), []).append(r)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3.6 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 4.6 * len(panels)), squeeze=False,
+                             layout="constrained")
     for ax, ((dtype, pass_name), group) in zip(axes[:, 0], panels.items()):
-        cases = list(OrderedDict.fromkeys(f"{r['name']}\n@{r['site']}" for r in group))
+        cases = list(OrderedDict.fromkeys(f"{r['name']}@{r['site']}" for r in group))
         impls = list(OrderedDict.fromkeys(r["impl"] for r in group))
         width = 0.8 / max(len(impls), 1)
         for k, impl in enumerate(impls):
-            values = {f"{r['name']}\n@{r['site']}": r["speedup_vs_reference"]
+            values = {f"{r['name']}@{r['site']}": r["speedup_vs_reference"]
                       for r in group if r["impl"] == impl}
             xs = [i + (k - (len(impls) - 1) / 2) * width for i in range(len(cases))]
             ax.bar(xs, [values.get(c, 0) for c in cases], width, label=impl,
                    color=COLORS.get(impl))
         ax.axhline(1.0, color="black", linewidth=0.8)
+        for level, label in _target_lines(env.get("device", ""), pass_name):
+            ax.axhline(level, color="black", linestyle="--", linewidth=0.8)
+            ax.text(len(cases) - 0.5, level, label, ha="right", va="bottom", fontsize=7)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_xticks(range(len(cases)))
-        ax.set_xticklabels(cases, fontsize=7)
+        ax.set_xticklabels(cases, fontsize=7, rotation=35, ha="right")
         ax.set_ylabel("speed-up vs eager")
         ax.set_title(f"{dtype}, {pass_name}", fontsize=10)
         ax.legend(fontsize=8)
@@ -78,7 +95,7 @@ def modules_bars(rows: list[dict], env: dict, path: Path) -> Path | None:
     cases = list(OrderedDict.fromkeys(f"{r['name']}@{r['site']}\n{r['pass']} {r['dtype']}"
                                       for r in mods))
     impls = list(OrderedDict.fromkeys(r["impl"] for r in mods))
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(cases)), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(cases)), 4), layout="constrained")
     width = 0.8 / len(impls)
     for k, impl in enumerate(impls):
         values = {f"{r['name']}@{r['site']}\n{r['pass']} {r['dtype']}": r["median_ms"]
@@ -97,7 +114,7 @@ def model_bars(rows: list[dict], env: dict, path: Path) -> Path | None:
     models = [r for r in rows if r["section"] == "model" and r["status"] == "ok"]
     if not models:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
     for ax, (pass_name, key, label) in zip(axes, (
             ("inference", "median_ms", "inference ms per batch"),
             ("training", "median_ms", "training step ms"),
