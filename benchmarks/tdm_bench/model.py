@@ -1,0 +1,177 @@
+"""Section 3: the whole network, TDN-ResNet50 at 8 segments.
+
+Three variants on the same clips:
+    "reference"  TDN-ResNet50 on the reference backend: the authors' op sequence and numerics
+    "fused"      the same weights on the fused operators (backend chosen by "auto")
+    "tsn"        a plain TSN ResNet-50 on the centre frame of each segment: the cost floor
+                 (TDN adds 9% of its FLOPs, SPEC §7)
+
+Inference: ``eval()`` under ``torch.inference_mode``, time per batch, clips/s. Training step:
+``train()``, forward, cross-entropy, backward, gradient-norm clipping at 20 and an SGD
+(momentum 0.9) update, as in the authors' recipe; time per step and its peak memory (see
+:mod:`.memory`). GMACs per clip come from ``torch.utils.flop_counter`` (convolutions and
+matrix products, the FLOPs the paper counts). Dtypes other than float32 run under autocast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from . import memory
+from .context import dtype_name
+from .timing import time_calls
+
+NUM_CLASSES = 174
+VARIANTS = (("tdn_resnet50", "reference"), ("tdn_resnet50", "fused"), ("tsn_resnet50", "tsn"))
+PASSES = ("inference", "training")
+
+
+def build(name: str, impl: str, segments: int, device: torch.device) -> torch.nn.Module:
+    import tdn
+
+    kwargs = {"num_classes": NUM_CLASSES, "num_segments": segments}
+    if name.startswith("tdn"):
+        kwargs["backend"] = "reference" if impl == "reference" else None
+    return tdn.build_model(name, **kwargs).to(device)
+
+
+def clip_channels(name: str) -> int:
+    """Input channels per segment: 5 RGB frames for TDN (SPEC §1), 1 for TSN."""
+    return 15 if name.startswith("tdn") else 3
+
+
+def make_batch(name: str, geo, device: torch.device, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    frames = torch.randn(geo.videos, geo.segments * 15, geo.resolution, geo.resolution,
+                         generator=gen)
+    if not name.startswith("tdn"):
+        # TSN sees the same clips' centre frames (frame 3 of each 5-frame snippet).
+        frames = frames.view(geo.videos, geo.segments, 5, 3, geo.resolution, geo.resolution)
+        frames = frames[:, :, 2].reshape(geo.videos, geo.segments * 3, geo.resolution,
+                                         geo.resolution)
+    labels = torch.randint(0, NUM_CLASSES, (geo.videos,), generator=gen)
+    return frames.to(device), labels.to(device)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def gmacs_per_clip(model: torch.nn.Module, name: str, geo, device: torch.device) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .shapes import Geometry
+
+    one = Geometry(1, geo.segments, geo.resolution)
+    x, _ = make_batch(name, one, device)
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+class TrainStep:
+    """One optimisation step of the authors' recipe on a fixed batch."""
+
+    def __init__(self, model: torch.nn.Module, batch, dtype: torch.dtype,
+                 device: torch.device):
+        self.model, (self.x, self.y), self.dtype, self.device = model, batch, dtype, device
+        self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+        self.loss = torch.nn.CrossEntropyLoss()
+
+    def __call__(self, i: int = 0):
+        self.opt.zero_grad(set_to_none=True)
+        with _autocast(self.device, self.dtype):
+            loss = self.loss(self.model(self.x), self.y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 20.0)
+        self.opt.step()
+        return loss
+
+
+def planned_steps(ctx) -> int:
+    return len(ctx.dtypes) * len(VARIANTS) * len(PASSES)
+
+
+def run(ctx) -> None:
+    geo = ctx.profile.model_geometry(ctx.device, ctx.segments)
+    ctx.log(f"[model] {geo.describe()}"
+            + ("" if geo.videos == 8 else " (scaled down from 8 videos for this device)")
+            + f"; peak memory: {memory.METHOD[ctx.device.type]}")
+    torch.manual_seed(0)
+    models: dict[tuple[str, str], torch.nn.Module] = {}
+    gmacs: dict[str, float] = {}
+    build_errors: dict[tuple[str, str], str] = {}
+    for name, impl in VARIANTS:
+        try:
+            models[(name, impl)] = build(name, impl, geo.segments, ctx.device)
+        except Exception as exc:  # noqa: BLE001 - reported in the variant's rows
+            build_errors[(name, impl)] = f"build: {type(exc).__name__}: {exc}"
+    ref, fused = models.get(("tdn_resnet50", "reference")), models.get(("tdn_resnet50", "fused"))
+    if ref is not None and fused is not None:
+        fused.load_state_dict(ref.state_dict())          # same weights, two backends
+    for name in ("tdn_resnet50", "tsn_resnet50"):
+        model = models.get((name, "reference" if name.startswith("tdn") else "tsn"))
+        if model is not None:
+            try:
+                gmacs[name] = gmacs_per_clip(model, name, geo, ctx.device)
+            except Exception as exc:  # noqa: BLE001 - FLOPs are informative only
+                ctx.log(f"[model] FLOP count of {name} failed: {type(exc).__name__}: {exc}")
+    if "tdn_resnet50" in gmacs and "tsn_resnet50" in gmacs:
+        ctx.log(f"[model] GMACs per clip: TDN {gmacs['tdn_resnet50']:.2f}, TSN "
+                f"{gmacs['tsn_resnet50']:.2f}, FLOP ratio "
+                f"{gmacs['tdn_resnet50'] / gmacs['tsn_resnet50']:.3f}")
+
+    for dtype in ctx.dtypes:
+        reference_ms: dict[str, float] = {}
+        for pass_name in PASSES:
+            for name, impl in VARIANTS:
+                ctx.advance(f"model {name} {impl} {pass_name}")
+                row = dict(section="model", name=name, impl=impl, dtype=dtype_name(dtype),
+                           videos=geo.videos, segments=geo.segments, resolution=geo.resolution,
+                           shape=f"{geo.videos}x{geo.segments * clip_channels(name)}x"
+                                 f"{geo.resolution}x{geo.resolution}",
+                           gmacs=gmacs.get(name), throughput_unit="clips/s",
+                           **{"pass": pass_name})
+                if (name, impl) in build_errors:
+                    ctx.results.add(**row, status="error", note=build_errors[(name, impl)][:300])
+                    continue
+                try:
+                    timing, peak = _measure(models[(name, impl)], name, pass_name, geo, dtype,
+                                            ctx)
+                except Exception as exc:  # noqa: BLE001
+                    ctx.results.add(**row, status="error",
+                                    note=f"{type(exc).__name__}: {exc}"[:300])
+                    continue
+                if impl == "reference":
+                    reference_ms[pass_name] = timing.median_ms
+                base = reference_ms.get(pass_name)
+                ctx.results.add(**row, median_ms=timing.median_ms, q20_ms=timing.q20_s * 1e3,
+                                q80_ms=timing.q80_s * 1e3, reps=timing.reps,
+                                throughput=geo.videos / timing.median_s,
+                                peak_mem_mb=None if peak is None else peak / 2**20,
+                                speedup_vs_reference=base / timing.median_ms if base else None)
+
+
+def _measure(model, name, pass_name, geo, dtype, ctx):
+    device = ctx.device
+    batch = make_batch(name, geo, device)
+    if pass_name == "inference":
+        model.eval()
+
+        def step(i: int):
+            with torch.inference_mode(), _autocast(device, dtype):
+                return model(batch[0])
+
+        timing = time_calls(step, device, ctx.profile.model_budget)
+        peak = memory.peak_bytes(lambda: step(0), device)
+        return timing, peak
+    model.train()
+    step = TrainStep(model, batch, dtype, device)
+    timing = time_calls(step, device, ctx.profile.train_budget)
+    peak = memory.peak_bytes(step, device)
+    return timing, peak

@@ -1,0 +1,100 @@
+"""Smoke test of the benchmark machinery (benchmarks/bench_tdm.py) on toy shapes.
+
+It checks that a run completes, appends tidy rows and a run record to the CSV and JSON, and
+that the pieces the numbers rest on (shapes, byte counts, quantiles, file appends) are right.
+Speed is never asserted here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+from tdm_bench import operators, results, shapes, timing  # noqa: E402
+
+
+@pytest.mark.parametrize("resolution, expected", [
+    (224, {"layer2": (56, 28), "layer3": (28, 14), "layer4": (14, 7)}),
+    (64, {"layer2": (16, 8), "layer3": (8, 4), "layer4": (4, 2)}),
+])
+def test_stage_sizes_follow_the_strided_convolutions(resolution, expected):
+    assert shapes.stage_sizes(resolution) == expected
+
+
+def test_stdm_shapes_at_224():
+    by_site = {s.site: s for s in shapes.stdm_sites(shapes.Geometry(videos=2))}
+    assert by_site["stdm.input"].shapes["x"] == (16, 15, 224, 224)
+    assert by_site["stdm.fuse1"].shapes == {"x": (16, 64, 56, 56), "d": (16, 64, 28, 28)}
+    assert by_site["stdm.fuse2"].shapes == {"x": (16, 256, 56, 56), "d": (16, 256, 28, 28)}
+
+
+def test_geometry_rejects_a_resolution_too_small_for_layer4():
+    with pytest.raises(ValueError, match="resolution"):
+        shapes.Geometry(videos=1, resolution=32)
+
+
+def test_traffic_counts_each_tensor_once():
+    site = next(s for s in shapes.operator_sites(shapes.Geometry(videos=1), stages=("layer3",))
+                if s.op == "bidirectional_excitation")
+    x = 8 * 256 * 14 * 14 * 4                     # one (NT, planes, 14, 14) float32 tensor
+    moved = operators.traffic(site, torch.float32)
+    assert moved["forward"] == 4 * x              # read x, y_fwd, y_bwd; write out
+    assert moved["backward"] == 7 * x             # read g, x, y_fwd, y_bwd; write 3 grads
+    assert moved["forward+backward"] == 11 * x
+
+
+def test_summarise_quantiles():
+    t = timing.summarise([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (t.median_s, t.q20_s, t.q80_s, t.reps) == (3.0, 1.8, 4.2, 5)
+
+
+def test_csv_append_keeps_old_rows_and_unions_columns(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("run_id,legacy\nold,1\n")
+    res = results.Results({"run_id": "new"})
+    res.add(section="ops", name="x", median_ms=1.5)
+    results.append_csv(path, res.rows)
+    rows = list(csv.DictReader(path.open()))
+    assert [r["run_id"] for r in rows] == ["old", "new"]
+    assert rows[0]["legacy"] == "1" and rows[1]["median_ms"] == "1.5"
+
+
+def test_results_reject_unknown_columns():
+    with pytest.raises(KeyError, match="bogus"):
+        results.Results({}).add(bogus=1)
+
+
+def test_tiny_run_writes_csv_json_and_plots(tmp_path):
+    cmd = [sys.executable, str(BENCH / "bench_tdm.py"), "--size", "tiny", "--device", "cpu",
+           "--sections", "ops", "--output-dir", str(tmp_path), "--no-progress",
+           "--note", "smoke"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "operators, float32, forward+backward" in done.stdout
+
+    rows = list(csv.DictReader((tmp_path / "bench_tdm.csv").open()))
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert ok and len(ok) == len(rows), [r["note"] for r in rows if r["status"] != "ok"]
+    assert {r["name"] for r in ok} == set(operators.OP_SPECS)
+    assert {r["pass"] for r in ok} == {"forward", "forward+backward"}
+    assert all(float(r["median_ms"]) > 0 and float(r["gbps"]) > 0 for r in ok)
+    assert all(r["speedup_vs_reference"] for r in ok)
+
+    runs = json.loads((tmp_path / "bench_tdm.json").read_text())
+    assert len(runs) == 1
+    env = runs[0]["environment"]
+    for key in ("device_name", "torch", "commit", "date", "copy_bandwidth_gbps", "note"):
+        assert env[key] not in (None, ""), key
+    assert len(runs[0]["rows"]) == len(rows)
+    assert runs[0]["targets"], "target verdicts missing"
+    assert (tmp_path / "ops_speedup_cpu.png").stat().st_size > 10_000
