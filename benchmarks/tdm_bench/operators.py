@@ -177,7 +177,8 @@ def sites(ctx):
 
 def planned_steps(ctx) -> int:
     _, site_list = sites(ctx)
-    return len(ctx.dtypes) * len(site_list) * len(ctx.profile.passes) * len(_implementations(ctx))
+    return (len(ctx.dtypes) * len(site_list) * len(ctx.profile.passes_on(ctx.device))
+            * len(_implementations(ctx)))
 
 
 def run(ctx) -> None:
@@ -189,7 +190,7 @@ def run(ctx) -> None:
 
     geo, site_list = sites(ctx)
     impls = _implementations(ctx)
-    passes = ctx.profile.passes
+    passes = ctx.profile.passes_on(ctx.device)
     ctx.log(f"[ops] {geo.describe()}"
             + ("" if geo.videos == 8 else " (scaled down from 8 videos for this device)")
             + f"; implementations: {', '.join(impls)}")

@@ -42,6 +42,10 @@ class Profile:
         videos = self.model_videos_gpu if device.type == "cuda" else self.model_videos_cpu
         return Geometry(videos, segments, self.resolution)
 
+    def passes_on(self, device: torch.device) -> tuple[str, ...]:
+        # The GPU targets name forward and backward separately; on a GPU they cost seconds.
+        return ALL_PASSES if device.type == "cuda" and self.name != "tiny" else self.passes
+
     def stages_on(self, device: torch.device) -> tuple[str, ...]:
         # A GPU's targets name layers 2-4, and a GPU has the time for all of them.
         return ("layer2", "layer3", "layer4") if device.type == "cuda" else self.op_stages

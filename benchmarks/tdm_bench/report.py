@@ -109,20 +109,61 @@ def model_table(rows: list[dict]) -> str:
                         "whole model")
 
 
+SHORT_METRIC = {"speedup_vs_reference": "vs eager", "speedup_vs_compiled": "vs compiled",
+                "copy_bw_pct": "% copy BW"}
+
+
+def _overall(statuses) -> str:
+    statuses = set(statuses)
+    for s in ("MISS", "NOT MEASURED"):
+        if s in statuses:
+            return s
+    return "PASS"
+
+
 def target_table(verdicts: list[dict]) -> str:
+    """Per-operator verdicts as one line per case (a column per metric), then the others."""
     if not verdicts:
         return ""
-    table = []
-    for v in verdicts:
-        short = f"{100 * v['shortfall']:.0f}% short" if v.get("shortfall") else ""
-        table.append([v["status"], v["target"], v["scope"], v.get("measured"), v["threshold"],
-                      short, v.get("why", "")])
     counts = OrderedDict()
     for v in verdicts:
         counts[v["status"]] = counts.get(v["status"], 0) + 1
     title = "targets: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-    return format_table(["status", "target", "scope", "measured", "threshold", "by", "why"],
-                        table, title)
+    blocks = []
+    per_op = [v for v in verdicts if v.get("metric")]
+    if per_op:
+        metrics = list(OrderedDict.fromkeys(v["metric"] for v in per_op))
+        thresholds = {v["metric"]: v["threshold"] for v in per_op}
+        by_scope: OrderedDict = OrderedDict()
+        for v in per_op:
+            by_scope.setdefault(v["scope"], {})[v["metric"]] = v
+        table = []
+        for scope, cells in by_scope.items():
+            line = [_overall(c["status"] for c in cells.values()), scope]
+            for m in metrics:
+                c = cells.get(m)
+                if c is None or c["measured"] is None:
+                    line.append("-")
+                elif c["status"] == "PASS":
+                    line.append(f"{c['measured']:.2f} ok")
+                else:
+                    line.append(f"{c['measured']:.2f} MISS by {100 * c['shortfall']:.0f}%")
+            whys = OrderedDict.fromkeys(c["why"] for c in cells.values()
+                                        if c["status"] != "PASS" and c.get("why"))
+            line.append("; ".join(whys))
+            table.append(line)
+        headers = ["status", "operator"] + [f"{SHORT_METRIC.get(m, m)} (>= {thresholds[m]:g})"
+                                            for m in metrics] + ["why"]
+        blocks.append(format_table(headers, table, title + "\noperators"))
+        title = ""
+    others = [v for v in verdicts if not v.get("metric")]
+    if others:
+        table = [[v["status"], v["target"], v["scope"], v.get("measured"), v["threshold"],
+                  f"{100 * v['shortfall']:.0f}% short" if v.get("shortfall") else "",
+                  v.get("why", "") if v["status"] != "PASS" else ""] for v in others]
+        blocks.append(format_table(["status", "target", "scope", "measured", "threshold", "by",
+                                    "why"], table, title + ("\n" if title else "") + "model"))
+    return "\n\n".join(blocks)
 
 
 def errors_table(rows: list[dict]) -> str:

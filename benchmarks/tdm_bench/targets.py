@@ -27,17 +27,19 @@ GPU_OP_TARGETS = (("speedup_vs_reference", 2.0, "x eager reference"),
 
 
 def verdict(target: str, scope: str, measured, threshold: float, higher_is_better: bool,
-            unit: str, hints: list[str] | None = None) -> dict:
+            unit: str, hints: list[str] | None = None, metric: str | None = None) -> dict:
+    """A target's outcome. ``metric`` (a result column) marks a per-operator verdict."""
     if measured is None:
-        return {"target": target, "scope": scope, "measured": None, "threshold": threshold,
-                "status": "NOT MEASURED", "shortfall": None,
-                "why": "; ".join(hints or []) or "not measured in this run"}
+        return {"target": target, "scope": scope, "metric": metric, "measured": None,
+                "threshold": threshold, "unit": unit, "status": "NOT MEASURED",
+                "shortfall": None, "why": "; ".join(hints or []) or "not measured in this run"}
     ok = measured >= threshold if higher_is_better else measured <= threshold
     # Relative shortfall: how much better the measured value must get to meet the threshold.
     shortfall = None if ok else (
         1 - measured / threshold if higher_is_better else measured / threshold - 1)
     why = "" if ok else "; ".join(hints or [])
-    return {"target": target, "scope": scope, "measured": round(float(measured), 4),
+    return {"target": target, "scope": scope, "metric": metric,
+            "measured": round(float(measured), 4),
             "threshold": threshold, "unit": unit, "status": "PASS" if ok else "MISS",
             "shortfall": None if shortfall is None else round(shortfall, 4), "why": why}
 
@@ -63,6 +65,11 @@ def _op_hints(rows: list[dict], row: dict, metric: str, env: dict) -> list[str]:
     if metric == "speedup_vs_reference" and ref and (ref[0].get("copy_bw_pct") or 0) > 35:
         hints.append(f"the eager reference already reaches {ref[0]['copy_bw_pct']:.0f}% of "
                      "copy bandwidth, which bounds the possible speed-up")
+    pct = row.get("copy_bw_pct")
+    if metric in ("speedup_vs_reference", "speedup_vs_compiled") and pct is not None:
+        hints.append(f"the fused kernel runs at {pct:.0f}% of copy bandwidth"
+                     + (": close to the memory bound, little left to gain in it" if pct >= 60
+                        else ": room is left in the kernel itself"))
     if metric == "speedup_vs_compiled":
         hints.append("torch.compile fuses this elementwise chain too; the fused kernel gains "
                      "only what Inductor's generated loop leaves")
@@ -73,34 +80,54 @@ def _op_hints(rows: list[dict], row: dict, metric: str, env: dict) -> list[str]:
 
 
 def operator_verdicts(rows: list[dict], env: dict) -> list[dict]:
-    out = []
-    device = env.get("device")
-    if device == "cuda":
+    """One verdict per target x fused backend x operator site x pass x dtype the target names.
+
+    The operator sites come from the run's eager-reference rows (what was planned); a named
+    combination without a measurement is NOT MEASURED, with the reason.
+    """
+    if env.get("device") == "cuda":
         sites, passes, dtypes, table = GPU_TARGET_SITES, ("forward", "backward"), \
             ("float32", "bfloat16"), GPU_OP_TARGETS
-        backends = ("cuda", "triton")
+        candidates = ("cuda", "triton")
     else:
         sites, passes, dtypes, table = CPU_TARGET_SITES, ("forward+backward",), ("float32",), \
             CPU_OP_TARGETS
-        backends = ("cpu",)
-    measured = [r for r in rows if r["section"] == "ops" and r["impl"] in backends
-                and r["site"] in sites and r["pass"] in passes and r["dtype"] in dtypes]
-    if not measured:
-        why = ("no fused backend among " + ", ".join(backends) + " was measured (not built, or "
-               "the ops section did not run)")
+        candidates = ("cpu",)
+    ops_rows = [r for r in rows if r["section"] == "ops"]
+    backends = [b for b in candidates if b in (env.get("fused_backends") or [])]
+    cases = list(dict.fromkeys((r["name"], r["site"]) for r in ops_rows
+                               if r["impl"] == "eager" and r["site"] in sites))
+    out = []
+    if not backends or not cases:
+        why = (f"no fused backend among {', '.join(candidates)} is available (not built?)"
+               if not backends else "the ops section did not run at the target shapes")
         for metric, threshold, unit in table:
-            out.append(verdict(f"fused ops {unit.strip()} >= {threshold:g}", "all operators",
-                               None, threshold, True, unit, [why]))
+            out.append(verdict(f"{metric} >= {threshold:g}", "all fused operators", None,
+                               threshold, True, unit, [why], metric))
         return out
-    for row in measured:
-        scope = f"{row['impl']} {row['name']}@{row['site']} {row['pass']} {row['dtype']}"
-        for metric, threshold, unit in table:
-            value = row.get(metric) if row.get("status") == "ok" else None
-            hints = _op_hints(rows, row, metric, env) if value is not None else \
-                [f"measurement failed: {row.get('note')}" if row.get("status") != "ok"
-                 else f"{metric} not available (baseline not measured)"]
-            out.append(verdict(f"{metric} >= {threshold:g}", scope, value, threshold, True,
-                               unit, hints))
+    index = {(r["impl"], r["name"], r["site"], r["pass"], r["dtype"]): r for r in ops_rows}
+    for backend in backends:
+        for name, site in cases:
+            for pass_name in passes:
+                for dtype in dtypes:
+                    scope = f"{backend} {name}@{site} {pass_name} {dtype}"
+                    row = index.get((backend, name, site, pass_name, dtype))
+                    for metric, threshold, unit in table:
+                        target = f"{metric} >= {threshold:g}"
+                        if row is None:
+                            out.append(verdict(target, scope, None, threshold, True, unit, [
+                                f"not run (pass {pass_name} / dtype {dtype} not in this run's "
+                                "size or --dtype)"], metric))
+                            continue
+                        value = row.get(metric) if row.get("status") == "ok" else None
+                        if value is None:
+                            hints = [f"measurement failed: {row.get('note')}"
+                                     if row.get("status") != "ok"
+                                     else f"{metric} needs a baseline this run did not time"]
+                        else:
+                            hints = _op_hints(rows, row, metric, env)
+                        out.append(verdict(target, scope, value, threshold, True, unit, hints,
+                                           metric))
     return out
 
 
