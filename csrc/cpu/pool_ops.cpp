@@ -101,39 +101,56 @@ at::Tensor temporal_diff_pool_backward_cpu(const at::Tensor& g_in, int64_t frame
     using A = acc_t<scalar_t>;
     const scalar_t* pg = g.const_data_ptr<scalar_t>();
     scalar_t* px = gx.mutable_data_ptr<scalar_t>();
-    const bool cl = is_channels_last(fmt);
-    // Input channel j at pooled pixel (oh, ow): G[j-c] - G[j], G = grad_out / k^2.
-    auto grad_at = [&](int64_t b, int64_t j, int64_t oh, int64_t ow) -> A {
-      auto G = [&](int64_t jo) -> A {
-        if (jo < 0 || jo >= Cout) return A(0);
-        const int64_t idx = cl ? ((b * Ho + oh) * Wo + ow) * Cout + jo
-                               : ((b * Cout + jo) * Ho + oh) * Wo + ow;
-        // Divided, not multiplied by 1/k^2: avg_pool2d's backward does the same.
-        return static_cast<A>(pg[idx]) / static_cast<A>(k * k);
-      };
-      return G(j - c) - G(j);
-    };
-    const int64_t rows = cl ? B * H : B * Cin * H;
-    const int64_t row_len = cl ? W * Cin : W;
-    at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / row_len), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t h = r % H;
-        scalar_t* dst = px + r * row_len;
-        const bool row_pooled = h < Ho * k;
-        if (cl) {
-          const int64_t b = r / H;
-          for (int64_t w = 0; w < W; ++w)
-            for (int64_t j = 0; j < Cin; ++j)
-              dst[w * Cin + j] = static_cast<scalar_t>(
-                  row_pooled && w < Wo * k ? grad_at(b, j, h / k, w / k) : A(0));
-        } else {
-          const int64_t j = (r / H) % Cin, b = r / (H * Cin);
-          for (int64_t w = 0; w < W; ++w)
-            dst[w] = static_cast<scalar_t>(row_pooled && w < Wo * k ? grad_at(b, j, h / k, w / k)
-                                                                    : A(0));
+    // Divided, not multiplied by 1/k^2: avg_pool2d's backward does the same.
+    const A kk = static_cast<A>(k * k);
+    const scalar_t zero = static_cast<scalar_t>(0);
+    if (!is_channels_last(fmt)) {
+      // Input row (b, j, h) = (G[j-c] - G[j]) at pooled row h/k, each value repeated k times.
+      const int64_t rows = B * Cin * H;
+      at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / W), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t h = r % H, j = (r / H) % Cin, b = r / (H * Cin);
+          scalar_t* dst = px + r * W;
+          if (h >= Ho * k) {
+            std::fill(dst, dst + W, zero);
+            continue;
+          }
+          const int64_t oh = h / k;
+          // grad_out rows this input row takes from with + (block j-c) and - (block j).
+          const scalar_t* plus = j >= c ? pg + ((b * Cout + j - c) * Ho + oh) * Wo : nullptr;
+          const scalar_t* minus = j < Cout ? pg + ((b * Cout + j) * Ho + oh) * Wo : nullptr;
+          for (int64_t ow = 0; ow < Wo; ++ow) {
+            const A v = (plus ? static_cast<A>(plus[ow]) / kk : A(0)) -
+                        (minus ? static_cast<A>(minus[ow]) / kk : A(0));
+            for (int64_t i = 0; i < k; ++i) dst[ow * k + i] = static_cast<scalar_t>(v);
+          }
+          std::fill(dst + Wo * k, dst + W, zero);
         }
-      }
-    });
+      });
+    } else {
+      // Input pixel row (b, h); inside a pixel, channel j takes +G[j-c] and -G[j].
+      const int64_t rows = B * H;
+      at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / (W * Cin)), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t h = r % H, b = r / H;
+          scalar_t* dst = px + r * W * Cin;
+          if (h >= Ho * k) {
+            std::fill(dst, dst + W * Cin, zero);
+            continue;
+          }
+          const scalar_t* grow = pg + (b * Ho + h / k) * Wo * Cout;
+          for (int64_t w = 0; w < Wo * k; ++w) {
+            const scalar_t* G = grow + (w / k) * Cout;
+            scalar_t* d = dst + w * Cin;
+            for (int64_t j = 0; j < c; ++j) d[j] = static_cast<scalar_t>(-static_cast<A>(G[j]) / kk);
+            for (int64_t j = c; j < Cout; ++j)
+              d[j] = static_cast<scalar_t>(static_cast<A>(G[j - c]) / kk - static_cast<A>(G[j]) / kk);
+            for (int64_t j = Cout; j < Cin; ++j) d[j] = static_cast<scalar_t>(static_cast<A>(G[j - c]) / kk);
+          }
+          std::fill(dst + Wo * k * Cin, dst + W * Cin, zero);
+        }
+      });
+    }
   });
   return gx;
 }
@@ -251,30 +268,45 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cpu(const at::Ten
     const int64_t ps = geo.plane_size(), pps = geo.pooled_size();
     const int64_t V = geo.V, W = geo.W, Wo = geo.Wo, Ho = geo.Ho, T = geo.T;
     const int64_t ppf = geo.planes_per_frame;
+    const int64_t row = W * V;
     at::parallel_for(0, geo.planes, std::max<int64_t>(1, kGrain / ps), [&](int64_t p0, int64_t p1) {
+      // Rows of the total gradient reaching diff[dir] of a plane: its own gradient plus the
+      // pooled gradient spread over each 2x2 window (/4); zeros where a difference is padding.
+      std::vector<A> rows_buf(static_cast<size_t>(4 * row));
+      A *f_here = rows_buf.data(), *b_here = f_here + row, *f_prev = b_here + row,
+        *b_next = f_prev + row;
+      auto total_row = [&](int dir, int64_t q, int64_t h, bool valid, A* buf) {
+        if (!valid) {
+          std::fill(buf, buf + row, A(0));
+          return;
+        }
+        const scalar_t* drow = pd[dir] + q * ps + h * row;
+        for (int64_t i = 0; i < row; ++i) buf[i] = static_cast<A>(drow[i]);
+        if (h < 2 * Ho) {
+          const scalar_t* prow = pp[dir] + q * pps + (h / 2) * Wo * V;
+          for (int64_t ow = 0; ow < Wo; ++ow)
+            for (int64_t v = 0; v < V; ++v) {
+              const A share = static_cast<A>(prow[ow * V + v]) / A(4);
+              buf[(2 * ow) * V + v] += share;
+              buf[(2 * ow + 1) * V + v] += share;
+            }
+        }
+      };
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t t = geo.segment(p);
-        // G_dir(plane q, element (h, w, v)): the total gradient reaching diff[dir] there.
-        auto G = [&](int dir, int64_t q, int64_t h, int64_t w, int64_t v) -> A {
-          A s = static_cast<A>(pd[dir][q * ps + (h * W + w) * V + v]);
-          if (h < 2 * Ho && w < 2 * Wo)
-            s += static_cast<A>(pp[dir][q * pps + ((h / 2) * Wo + w / 2) * V + v]) / A(4);
-          return s;
-        };
-        scalar_t* dfe = pfe + p * ps;
-        scalar_t* dal = pal + p * ps;
-        for (int64_t h = 0; h < geo.H; ++h)
-          for (int64_t w = 0; w < W; ++w)
-            for (int64_t v = 0; v < V; ++v) {
-              A gf = 0, ga = 0;
-              if (t + 1 < T) gf -= G(0, p, h, w, v);          // diff_fwd[t] = a[t+1] - f[t]
-              if (t >= 1) gf -= G(1, p, h, w, v);             // diff_bwd[t] = a[t-1] - f[t]
-              if (t >= 1) ga += G(0, p - ppf, h, w, v);       // a[t] feeds diff_fwd[t-1]
-              if (t + 1 < T) ga += G(1, p + ppf, h, w, v);    // a[t] feeds diff_bwd[t+1]
-              const int64_t i = (h * W + w) * V + v;
-              dfe[i] = static_cast<scalar_t>(gf);
-              dal[i] = static_cast<scalar_t>(ga);
-            }
+        const bool has_next = t + 1 < T, has_prev = t >= 1;
+        for (int64_t h = 0; h < geo.H; ++h) {
+          total_row(0, p, h, has_next, f_here);        // diff_fwd[t] = a[t+1] - f[t]
+          total_row(1, p, h, has_prev, b_here);        // diff_bwd[t] = a[t-1] - f[t]
+          total_row(0, p - ppf, h, has_prev, f_prev);  // a[t] feeds diff_fwd[t-1]
+          total_row(1, p + ppf, h, has_next, b_next);  // a[t] feeds diff_bwd[t+1]
+          scalar_t* dfe = pfe + p * ps + h * row;
+          scalar_t* dal = pal + p * ps + h * row;
+          for (int64_t i = 0; i < row; ++i) {
+            dfe[i] = static_cast<scalar_t>(-f_here[i] - b_here[i]);
+            dal[i] = static_cast<scalar_t>(f_prev[i] + b_next[i]);
+          }
+        }
       }
     });
   });

@@ -25,7 +25,7 @@ namespace {
 // Vectorised rows (acc_t arithmetic)
 
 template <typename A>
-TDN_VECTORIZE void excitation_row(const A* x, const A* yf, const A* yb, A* out, int64_t n) {
+TDN_VECTORIZE void excitation_row(const A* __restrict__ x, const A* __restrict__ yf, const A* __restrict__ yb, A* __restrict__ out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const A sf = sigmoid_acc(yf[i]);
     const A sb = sigmoid_acc(yb[i]);
@@ -34,8 +34,8 @@ TDN_VECTORIZE void excitation_row(const A* x, const A* yf, const A* yb, A* out, 
 }
 
 template <typename A>
-TDN_VECTORIZE void excitation_backward_row(const A* g, const A* x, const A* yf, const A* yb,
-                                           A* dx, A* dyf, A* dyb, int64_t n) {
+TDN_VECTORIZE void excitation_backward_row(const A* __restrict__ g, const A* __restrict__ x, const A* __restrict__ yf, const A* __restrict__ yb,
+                                           A* __restrict__ dx, A* __restrict__ dyf, A* __restrict__ dyb, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const A sf = sigmoid_acc(yf[i]);
     const A sb = sigmoid_acc(yb[i]);
@@ -48,7 +48,7 @@ TDN_VECTORIZE void excitation_backward_row(const A* g, const A* x, const A* yf, 
 
 // e = x * gate, keeping the sigmoids for the backward.
 template <typename A>
-TDN_VECTORIZE void excite_keep_row(const A* x, const A* yf, const A* yb, A* e, A* sf, A* sb,
+TDN_VECTORIZE void excite_keep_row(const A* __restrict__ x, const A* __restrict__ yf, const A* __restrict__ yb, A* __restrict__ e, A* __restrict__ sf, A* __restrict__ sb,
                                    int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const A f = sigmoid_acc(yf[i]);
@@ -60,17 +60,17 @@ TDN_VECTORIZE void excite_keep_row(const A* x, const A* yf, const A* yb, A* e, A
 }
 
 template <typename A>
-TDN_VECTORIZE void shift_row(const A* w0, const A* w1, const A* w2, const A* prev,
-                             const A* cur, const A* next, A* out, int64_t n) {
+TDN_VECTORIZE void shift_row(const A* __restrict__ w0, const A* __restrict__ w1, const A* __restrict__ w2, const A* __restrict__ prev,
+                             const A* __restrict__ cur, const A* __restrict__ next, A* __restrict__ out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = w0[i] * prev[i] + w1[i] * cur[i] + w2[i] * next[i];
 }
 
 // Gradient of the shift's input (transposed taps), accumulating the weight gradient.
 template <typename A>
-TDN_VECTORIZE void shift_backward_row(const A* w0, const A* w1, const A* w2, const A* g_prev,
-                                      const A* g_cur, const A* g_next, const A* e_prev,
-                                      const A* e_cur, const A* e_next, A* ge, A* acc0, A* acc1,
-                                      A* acc2, int64_t n) {
+TDN_VECTORIZE void shift_backward_row(const A* __restrict__ w0, const A* __restrict__ w1, const A* __restrict__ w2, const A* __restrict__ g_prev,
+                                      const A* __restrict__ g_cur, const A* __restrict__ g_next, const A* __restrict__ e_prev,
+                                      const A* __restrict__ e_cur, const A* __restrict__ e_next, A* __restrict__ ge, A* __restrict__ acc0, A* __restrict__ acc1,
+                                      A* __restrict__ acc2, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     ge[i] = w0[i] * g_next[i] + w1[i] * g_cur[i] + w2[i] * g_prev[i];
     acc0[i] += g_cur[i] * e_prev[i];
@@ -81,8 +81,8 @@ TDN_VECTORIZE void shift_backward_row(const A* w0, const A* w1, const A* w2, con
 
 // Chain the shift input's gradient `ge` through the excitation.
 template <typename A>
-TDN_VECTORIZE void excite_backward_row(const A* ge, const A* x, const A* sf, const A* sb, A* dx,
-                                       A* dyf, A* dyb, int64_t n) {
+TDN_VECTORIZE void excite_backward_row(const A* __restrict__ ge, const A* __restrict__ x, const A* __restrict__ sf, const A* __restrict__ sb, A* __restrict__ dx,
+                                       A* __restrict__ dyf, A* __restrict__ dyb, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const A f = sf[i];
     const A b = sb[i];

@@ -26,53 +26,87 @@ struct UpsampleGeometry {
         w(w_) {}
 };
 
-// out = combine(a, up(small), b) elementwise; `b` may be null (lateral_fuse has two terms).
-template <typename scalar_t, typename Combine>
+template <typename A>
+TDN_VECTORIZE void third_sum_row(const A* __restrict__ a, const A* __restrict__ u,
+                                 const A* __restrict__ b, A* __restrict__ out, int64_t n) {
+  // The reference's order: 1/3*diff + 1/3*up + 1/3*full.
+  const A third = static_cast<A>(1.0 / 3.0);
+  for (int64_t i = 0; i < n; ++i) out[i] = third * a[i] + third * u[i] + third * b[i];
+}
+
+template <typename A>
+TDN_VECTORIZE void axpby_row(const A* __restrict__ a, const A* __restrict__ u, A* __restrict__ out,
+                             int64_t n, A alpha, A beta) {
+  for (int64_t i = 0; i < n; ++i) out[i] = alpha * a[i] + beta * u[i];
+}
+
+template <typename A>
+TDN_VECTORIZE void scale_row(const A* __restrict__ g, A* __restrict__ out, int64_t n, A s) {
+  for (int64_t i = 0; i < n; ++i) out[i] = s * g[i];
+}
+
+// For each output row: expand the source row it reads (nearest) into `up`, then
+// row_op(a_row, up_row, b_row_or_null, out_row, n) in acc_t arithmetic.
+template <typename scalar_t, typename RowOp>
 void upsample_combine(const UpsampleGeometry& geo, const scalar_t* a, const scalar_t* small,
-                      const scalar_t* b, scalar_t* out, Combine combine) {
+                      const scalar_t* b, scalar_t* out, RowOp row_op) {
   using A = acc_t<scalar_t>;
   const auto rmap = nearest_map(geo.h, geo.H), cmap = nearest_map(geo.w, geo.W);
-  const int64_t rows = geo.planes * geo.H, row_len = geo.W * geo.V, V = geo.V;
-  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / row_len), [&](int64_t r0, int64_t r1) {
+  const int64_t rows = geo.planes * geo.H, n = geo.W * geo.V, V = geo.V;
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / n), [&](int64_t r0, int64_t r1) {
+    std::vector<A> buf(static_cast<size_t>(4 * n));
+    A *up = buf.data(), *la = up + n, *lb = la + n, *lo = lb + n;
+    int64_t expanded = -1;  // source row held in `up` (rows reading the same one share it)
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t plane = r / geo.H, y = r % geo.H;
-      const scalar_t* srow = small + (plane * geo.h + rmap[y]) * geo.w * V;
-      const int64_t off = r * row_len;
-      for (int64_t x = 0; x < geo.W; ++x) {
-        const scalar_t* spix = srow + cmap[x] * V;
-        for (int64_t v = 0; v < V; ++v) {
-          const int64_t i = off + x * V + v;
-          const A bv = b ? static_cast<A>(b[i]) : A(0);
-          out[i] = static_cast<scalar_t>(combine(static_cast<A>(a[i]), static_cast<A>(spix[v]), bv));
-        }
+      const int64_t plane = r / geo.H, src_row = plane * geo.h + rmap[r % geo.H];
+      if (src_row != expanded) {
+        const scalar_t* srow = small + src_row * geo.w * V;
+        for (int64_t x = 0; x < geo.W; ++x)
+          for (int64_t v = 0; v < V; ++v) up[x * V + v] = static_cast<A>(srow[cmap[x] * V + v]);
+        expanded = src_row;
       }
+      const int64_t off = r * n;
+      A* o = out_acc(out + off, lo);
+      row_op(load_acc(a + off, la, n), up, b ? load_acc(b + off, lb, n) : nullptr, o, n);
+      store_acc(out + off, o, n);
     }
   });
 }
 
-// grad_small[i, j] = sum over output pixels reading (i, j) of scale * grad[., .].
+// One pass over the output gradient g: scaled_g = g_scale * g (the gradient of the
+// full-resolution input) and gsmall[i, j] = sum over output pixels reading (i, j) of
+// small_scale * g, gathered row by row in ATen's accumulation order.
 template <typename scalar_t>
-void upsample_gather(const UpsampleGeometry& geo, const scalar_t* g, scalar_t* gsmall,
-                     double scale) {
+void upsample_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t* scaled_g,
+                       double g_scale, scalar_t* gsmall, double small_scale) {
   using A = acc_t<scalar_t>;
-  const auto rbeg = nearest_inverse(geo.h, geo.H), cbeg = nearest_inverse(geo.w, geo.W);
-  const int64_t rows = geo.planes * geo.h, V = geo.V;
-  const A s = static_cast<A>(scale);
-  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / (geo.W * V * 2)), [&](int64_t r0, int64_t r1) {
-    std::vector<A> acc(static_cast<size_t>(geo.w * V));
+  const auto rbeg = nearest_inverse(geo.h, geo.H), cmap = nearest_map(geo.w, geo.W);
+  const int64_t rows = geo.planes * geo.h, V = geo.V, n = geo.W * V, ns = geo.w * V;
+  const A gs = static_cast<A>(g_scale), ss = static_cast<A>(small_scale);
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / (2 * n)), [&](int64_t r0, int64_t r1) {
+    std::vector<A> buf(static_cast<size_t>(2 * n + ns));
+    A *lg = buf.data(), *lo = lg + n, *acc = lo + n;
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t plane = r / geo.h, i = r % geo.h;
-      std::fill(acc.begin(), acc.end(), A(0));
+      std::fill(acc, acc + ns, A(0));
       for (int64_t y = rbeg[i]; y < rbeg[i + 1]; ++y) {
-        const scalar_t* grow = g + (plane * geo.H + y) * geo.W * V;
-        for (int64_t j = 0; j < geo.w; ++j)
-          for (int64_t x = cbeg[j]; x < cbeg[j + 1]; ++x)
-            for (int64_t v = 0; v < V; ++v) acc[j * V + v] += s * static_cast<A>(grow[x * V + v]);
+        const int64_t off = (plane * geo.H + y) * n;
+        const A* grow = load_acc(g + off, lg, n);
+        A* o = out_acc(scaled_g + off, lo);
+        scale_row(grow, o, n, gs);
+        store_acc(scaled_g + off, o, n);
+        for (int64_t x = 0; x < geo.W; ++x) {
+          A* dst = acc + cmap[x] * V;
+          const A* src = grow + x * V;
+          for (int64_t v = 0; v < V; ++v) dst[v] += ss * src[v];
+        }
       }
-      scalar_t* dst = gsmall + r * geo.w * V;
-      for (int64_t k = 0; k < geo.w * V; ++k) dst[k] = static_cast<scalar_t>(acc[k]);
+      scalar_t* dst = gsmall + r * ns;
+      for (int64_t k = 0; k < ns; ++k) dst[k] = static_cast<scalar_t>(acc[k]);
     }
   });
+  // Output rows that no source row owns cannot exist (each output row reads exactly one),
+  // so scaled_g is fully written by the loop above.
 }
 
 // ---------------------------------------------------------------------------------------
@@ -102,11 +136,11 @@ at::Tensor multiscale_sum_cpu(const at::Tensor& diff_in, const at::Tensor& poole
     const UpsampleGeometry geo(d.size(0), C, H, W, h, w, fmt);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d.scalar_type(), "mss_fwd", [&] {
       using A = acc_t<scalar_t>;
-      const A third = static_cast<A>(1.0 / 3.0);
-      // The reference's order: 1/3*diff + 1/3*up + 1/3*full.
       upsample_combine(geo, d.const_data_ptr<scalar_t>(), p.const_data_ptr<scalar_t>(),
                        f.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-                       [third](A a, A u, A b) { return third * a + third * u + third * b; });
+                       [](const A* a, const A* u, const A* b, A* o, int64_t n) {
+                         third_sum_row(a, u, b, o, n);
+                       });
     });
   }
   return out.view(diff_in.sizes());
@@ -125,15 +159,8 @@ std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cpu(const at::Tensor&
   if (g.numel() > 0) {
     const UpsampleGeometry geo(g.size(0), C, H, W, h, w, fmt);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "mss_bwd", [&] {
-      using A = acc_t<scalar_t>;
-      const A third = static_cast<A>(1.0 / 3.0);
-      const scalar_t* pg = g.const_data_ptr<scalar_t>();
-      scalar_t* pt = g_third.mutable_data_ptr<scalar_t>();
-      const int64_t n = g.numel();
-      at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) pt[i] = static_cast<scalar_t>(third * static_cast<A>(pg[i]));
-      });
-      upsample_gather(geo, pg, g_pooled.mutable_data_ptr<scalar_t>(), 1.0 / 3.0);
+      upsample_backward(geo, g.const_data_ptr<scalar_t>(), g_third.mutable_data_ptr<scalar_t>(),
+                        1.0 / 3.0, g_pooled.mutable_data_ptr<scalar_t>(), 1.0 / 3.0);
     });
   } else if (g_pooled.numel() > 0) {
     g_pooled.zero_();
@@ -165,7 +192,9 @@ at::Tensor lateral_fuse_cpu(const at::Tensor& x_in, const at::Tensor& d_in, doub
     const A a = static_cast<A>(alpha), b = static_cast<A>(beta);
     upsample_combine(geo, x.const_data_ptr<scalar_t>(), d.const_data_ptr<scalar_t>(),
                      static_cast<const scalar_t*>(nullptr), out.mutable_data_ptr<scalar_t>(),
-                     [a, b](A xv, A u, A) { return a * xv + b * u; });
+                     [a, b](const A* xr, const A* u, const A*, A* o, int64_t n) {
+                       axpby_row(xr, u, o, n, a, b);
+                     });
   });
   return out;
 }
@@ -185,14 +214,8 @@ std::tuple<at::Tensor, at::Tensor> lateral_fuse_backward_cpu(const at::Tensor& g
   }
   const UpsampleGeometry geo(g.size(0), g.size(1), g.size(2), g.size(3), h, w, fmt);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "lf_bwd", [&] {
-    using A = acc_t<scalar_t>;
-    const A a = static_cast<A>(alpha);
-    const scalar_t* pg = g.const_data_ptr<scalar_t>();
-    scalar_t* px = gx.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, g.numel(), kGrain, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) px[i] = static_cast<scalar_t>(a * static_cast<A>(pg[i]));
-    });
-    upsample_gather(geo, pg, gd.mutable_data_ptr<scalar_t>(), beta);
+    upsample_backward(geo, g.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), alpha,
+                      gd.mutable_data_ptr<scalar_t>(), beta);
   });
   return {gx, gd};
 }
