@@ -1,0 +1,124 @@
+"""Annotation lists in the two formats of the authors' code.
+
+* frame folders: ``path num_frames label`` -- ``path`` is a folder of decoded frames
+  (``img_00001.jpg`` ...), ``num_frames`` how many it holds;
+* videos: ``path label`` -- ``path`` is a video file decoded on the fly.
+
+Fields are separated by whitespace. Paths are relative to ``data_root`` unless absolute.
+Blank lines and lines starting with ``#`` are ignored. A path containing spaces works when
+the format is given explicitly (the trailing fields are split from the right).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+ListFormat = Literal["auto", "frames", "videos"]
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One annotated item: where it is, how many frames (None for a video file), its class."""
+
+    path: str
+    label: int
+    num_frames: int | None = None
+
+    @property
+    def is_frame_folder(self) -> bool:
+        return self.num_frames is not None
+
+
+def _parse_int(text: str, what: str, where: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{where}: {what} must be an integer, got {text!r}") from None
+
+
+def parse_annotation_line(line: str, fmt: ListFormat, where: str) -> VideoRecord:
+    """Parse one non-empty line; ``where`` ("file:line") prefixes error messages."""
+    if fmt == "auto":
+        tokens = line.split()
+        if len(tokens) == 3:
+            fmt = "frames"
+        elif len(tokens) == 2:
+            fmt = "videos"
+        else:
+            raise ValueError(
+                f"{where}: expected 'path label' or 'path num_frames label', got {len(tokens)} "
+                f"fields in {line!r} (pass the list format explicitly for paths with spaces)"
+            )
+    if fmt == "frames":
+        tokens = line.rsplit(maxsplit=2)
+        if len(tokens) != 3:
+            raise ValueError(f"{where}: expected 'path num_frames label', got {line!r}")
+        path, frames_text, label_text = tokens
+        num_frames = _parse_int(frames_text, "num_frames", where)
+        if num_frames < 1:
+            raise ValueError(f"{where}: num_frames must be >= 1, got {num_frames}")
+    elif fmt == "videos":
+        tokens = line.rsplit(maxsplit=1)
+        if len(tokens) != 2:
+            raise ValueError(f"{where}: expected 'path label', got {line!r}")
+        path, label_text = tokens
+        num_frames = None
+    else:
+        raise ValueError(f"list format must be 'auto', 'frames' or 'videos', got {fmt!r}")
+    label = _parse_int(label_text, "label", where)
+    if label < 0:
+        raise ValueError(f"{where}: label must be >= 0, got {label}")
+    return VideoRecord(path=path, label=label, num_frames=num_frames)
+
+
+def read_annotation_list(
+    list_file: str | os.PathLike, data_root: str | os.PathLike | None = None,
+    fmt: ListFormat = "auto",
+) -> list[VideoRecord]:
+    """Read an annotation list; paths are joined to ``data_root`` (absolute paths kept)."""
+    list_file = os.fspath(list_file)
+    if not os.path.isfile(list_file):
+        raise FileNotFoundError(f"annotation list not found: {list_file}")
+    records = []
+    with open(list_file, encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            record = parse_annotation_line(line, fmt, f"{list_file}:{number}")
+            if data_root is not None:
+                record = VideoRecord(os.path.join(os.fspath(data_root), record.path),
+                                     record.label, record.num_frames)
+            records.append(record)
+    if not records:
+        raise ValueError(f"annotation list {list_file} holds no items")
+    return records
+
+
+def read_class_names(path: str | os.PathLike) -> list[str]:
+    """One class name per line, line ``i`` naming class ``i``. Also accepts ``index name``
+    or ``index,name`` lines (as in label maps shipped with Kinetics / Something lists)."""
+    names: dict[int, str] = {}
+    plain: list[str] = []
+    with open(os.fspath(path), encoding="utf-8") as handle:
+        for raw in handle:
+            line = raw.strip()
+            if not line:
+                continue
+            head, sep, tail = line.replace(",", " ", 1).partition(" ")
+            if sep and head.isdigit():
+                names[int(head)] = tail.strip()
+            else:
+                plain.append(line)
+    if names and plain:
+        raise ValueError(f"{path}: mixes 'index name' lines with plain names")
+    if names:
+        missing = sorted(set(range(max(names) + 1)) - set(names))
+        if missing:
+            raise ValueError(f"{path}: no name for class indices {missing[:10]}")
+        return [names[i] for i in range(max(names) + 1)]
+    if not plain:
+        raise ValueError(f"class-name file {path} is empty")
+    return plain

@@ -1,0 +1,153 @@
+"""Reading frames: video files (PyAV, or decord when installed) and folders of images (Pillow).
+
+Every reader returns ``uint8`` tensors of shape ``(K, 3, H, W)`` (RGB), one per requested index,
+in the requested order (indices may repeat). Failures raise :class:`FrameReadError` carrying the
+path and a human-readable reason, which the dataset turns into a skipped item.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+DecoderBackend = Literal["auto", "pyav", "decord"]
+
+
+class FrameReadError(RuntimeError):
+    """A video or frame folder that cannot be read; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def decord_available() -> bool:
+    return importlib.util.find_spec("decord") is not None
+
+
+def resolve_backend(backend: DecoderBackend) -> str:
+    if backend == "auto":
+        return "decord" if decord_available() else "pyav"
+    if backend == "decord" and not decord_available():
+        raise ValueError("decoder backend 'decord' requested but decord is not installed")
+    if backend not in ("pyav", "decord"):
+        raise ValueError(f"decoder backend must be 'auto', 'pyav' or 'decord', got {backend!r}")
+    return backend
+
+
+def _to_tensor(frames: Sequence[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
+
+
+# ----------------------------------------------------------------------------- PyAV
+def _pyav_frame_count(path: str) -> int:
+    import av
+
+    with av.open(path) as container:
+        if not container.streams.video:
+            raise FrameReadError(path, "no video stream")
+        stream = container.streams.video[0]
+        if stream.frames > 0:
+            return int(stream.frames)
+        # Containers without a frame count in their header (webm, some mkv): count packets,
+        # which demuxes without decoding.
+        return sum(1 for packet in container.demux(stream) if packet.size > 0)
+
+
+def _pyav_read(path: str, indices: Sequence[int]) -> list[np.ndarray]:
+    import av
+
+    wanted = set(int(i) for i in indices)
+    last_wanted = max(wanted)
+    found: dict[int, np.ndarray] = {}
+    with av.open(path) as container:
+        if not container.streams.video:
+            raise FrameReadError(path, "no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        last_frame = None
+        for position, frame in enumerate(container.decode(stream)):
+            last_frame = frame
+            if position in wanted:
+                found[position] = frame.to_ndarray(format="rgb24")
+            if position >= last_wanted:
+                break
+        if last_frame is None:
+            raise FrameReadError(path, "no frame could be decoded")
+        # Headers may over-count frames: indices past the last decoded frame are clamped to
+        # it, the same rule as for indices past the end of the video (SPEC section 1).
+        missing = wanted - found.keys()
+        if missing:
+            tail = last_frame.to_ndarray(format="rgb24")
+            found.update((index, tail) for index in missing)
+    return [found[int(i)] for i in indices]
+
+
+# ----------------------------------------------------------------------------- decord
+def _decord_reader(path: str):
+    import decord
+
+    return decord.VideoReader(path, num_threads=1)
+
+
+# ----------------------------------------------------------------------------- public API
+def video_frame_count(path: str, backend: DecoderBackend = "auto") -> int:
+    """Number of frames of a video file (from its header, or by demuxing when absent)."""
+    backend = resolve_backend(backend)
+    if not os.path.isfile(path):
+        raise FrameReadError(path, "file not found")
+    try:
+        if backend == "decord":
+            return len(_decord_reader(path))
+        return _pyav_frame_count(path)
+    except FrameReadError:
+        raise
+    except Exception as error:  # av.error.*, decord errors, OSError: all mean "unreadable"
+        raise FrameReadError(path, f"{type(error).__name__}: {error}") from error
+
+
+def read_video_frames(
+    path: str, indices: Sequence[int], backend: DecoderBackend = "auto",
+) -> torch.Tensor:
+    """Frames ``indices`` (0-based) of a video file as ``(K, 3, H, W)`` uint8 RGB."""
+    backend = resolve_backend(backend)
+    if len(indices) == 0:
+        raise ValueError("indices must not be empty")
+    try:
+        if backend == "decord":
+            reader = _decord_reader(path)
+            last = len(reader) - 1
+            clamped = [min(int(i), last) for i in indices]
+            return torch.from_numpy(reader.get_batch(clamped).asnumpy()).permute(0, 3, 1, 2).contiguous()
+        return _to_tensor(_pyav_read(path, indices))
+    except FrameReadError:
+        raise
+    except Exception as error:
+        raise FrameReadError(path, f"{type(error).__name__}: {error}") from error
+
+
+def read_folder_frames(
+    folder: str, indices: Sequence[int], image_template: str = "img_{:05d}.jpg",
+    first_index: int = 1,
+) -> torch.Tensor:
+    """Frames ``indices`` (0-based) of a frame folder whose files are
+    ``image_template.format(first_index + index)`` (the authors number from 1)."""
+    from PIL import Image
+
+    loaded: dict[int, np.ndarray] = {}
+    for index in sorted(set(int(i) for i in indices)):
+        file = os.path.join(folder, image_template.format(first_index + index))
+        try:
+            with Image.open(file) as image:
+                loaded[index] = np.asarray(image.convert("RGB"))
+        except Exception as error:
+            raise FrameReadError(folder, f"{os.path.basename(file)}: {type(error).__name__}: {error}") from error
+    shapes = {frame.shape for frame in loaded.values()}
+    if len(shapes) != 1:
+        raise FrameReadError(folder, f"frames of different sizes {sorted(shapes)}")
+    return _to_tensor([loaded[int(i)] for i in indices])

@@ -1,0 +1,162 @@
+"""Annotation lists, decoding (PyAV, frame folders), the dataset and corrupt-file handling."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tdn.data import (EvalTransform, FrameReadError, SkippedItem, TrainTransform, VideoDataset,
+                      build_loader, read_annotation_list, read_class_names, read_folder_frames,
+                      read_video_frames, video_frame_count)
+from tdn.data.synthetic import write_mp4
+
+SHADE = 9  # frame i is filled with grey level SHADE * i, so a decoded frame tells its index
+
+
+def _numbered_frames(count, size=32):
+    return np.stack([np.full((size, size, 3), SHADE * i, np.uint8) for i in range(count)])
+
+
+def _frame_numbers(frames):
+    return [round(float(f.float().mean()) / SHADE) for f in frames]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    write_mp4(str(root / "long.mp4"), _numbered_frames(28))
+    write_mp4(str(root / "one.mp4"), _numbered_frames(1))
+    (root / "garbage.mp4").write_bytes(b"this is not a video" * 100)
+    (root / "empty.mp4").write_bytes(b"")
+    data = (root / "long.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    return root
+
+
+def test_pyav_decodes_the_requested_frames_in_order(videos):
+    path = str(videos / "long.mp4")
+    assert video_frame_count(path, "pyav") == 28
+    frames = read_video_frames(path, [5, 0, 27, 5, 12], "pyav")
+    assert frames.shape == (5, 3, 32, 32) and frames.dtype == torch.uint8
+    assert _frame_numbers(frames) == [5, 0, 27, 5, 12]
+
+
+def test_indices_past_the_last_decoded_frame_are_clamped(videos):
+    frames = read_video_frames(str(videos / "long.mp4"), [26, 40], "pyav")
+    assert _frame_numbers(frames) == [26, 27]
+
+
+@pytest.mark.parametrize("name", ["garbage.mp4", "empty.mp4", "missing.mp4"])
+def test_unreadable_videos_raise_with_path_and_reason(videos, name):
+    with pytest.raises(FrameReadError) as info:
+        video_frame_count(str(videos / name), "pyav")
+    assert info.value.path.endswith(name) and info.value.reason
+
+
+def test_dataset_samples_snippets_from_a_video(videos):
+    path = str(videos / "long.mp4")
+    records = read_annotation_list_from_lines(videos, [f"{path} 3"])
+    dataset = VideoDataset(records, num_segments=4, transform=EvalTransform(32, 32), mode="val")
+    sample = dataset[0]
+    assert sample.frames.shape == (1, 20, 3, 32, 32) and sample.label == 3
+    # 28 frames, 24 start positions, 4 segments of 6 -> centres 3, 9, 15, 21
+    expected = [s + j for s in (3, 9, 15, 21) for j in range(5)]
+    assert _frame_numbers(sample.frames[0]) == expected
+
+
+def test_one_frame_video_gives_repeated_frames(videos):
+    records = read_annotation_list_from_lines(videos, [f"{videos / 'one.mp4'} 0"])
+    dataset = VideoDataset(records, 8, TrainTransform(24), mode="train")
+    sample = dataset[(0, 11)]
+    assert sample.frames.shape == (1, 40, 3, 24, 24)
+    assert (sample.frames == sample.frames[:, :1]).all()
+
+
+def test_multi_view_test_sampling_shapes(videos):
+    records = read_annotation_list_from_lines(videos, [f"{videos / 'long.mp4'} 1"])
+    dataset = VideoDataset(records, 2, EvalTransform(32, 32, num_crops=3), mode="test", num_clips=2)
+    sample = dataset[0]
+    assert sample.frames.shape == (6, 10, 3, 32, 32)
+    # views are crop-major: views 0 and 1 are the two clips of the first crop
+    starts_clip0 = _frame_numbers(sample.frames[0, ::5])
+    starts_clip1 = _frame_numbers(sample.frames[1, ::5])
+    assert all(a < b for a, b in zip(starts_clip0, starts_clip1))
+
+
+def test_corrupt_items_are_skipped_and_reported(videos):
+    names = ["long.mp4", "garbage.mp4", "truncated.mp4", "missing.mp4", "one.mp4", "empty.mp4"]
+    records = read_annotation_list_from_lines(videos, [f"{n} {i}" for i, n in enumerate(names)],
+                                              root=videos)
+    dataset = VideoDataset(records, 2, EvalTransform(32, 32), mode="val")
+    loader = build_loader(dataset, batch_size=3, train=False, workers=0)
+    batches = list(loader)
+    labels = torch.cat([b.labels for b in batches]).tolist()
+    skipped = [s for b in batches for s in b.skipped]
+    skipped_names = {os.path.basename(s.path) for s in skipped}
+    assert {"garbage.mp4", "missing.mp4", "empty.mp4"} <= skipped_names
+    assert 0 in labels and 4 in labels
+    assert len(labels) + len(skipped) == len(names)
+    assert all(isinstance(s, SkippedItem) and s.reason for s in skipped)
+
+
+def test_loader_workers_give_the_same_batches_as_the_main_process(videos):
+    records = read_annotation_list_from_lines(videos, [f"long.mp4 {i}" for i in range(4)],
+                                              root=videos)
+    dataset = VideoDataset(records, 2, TrainTransform(24), mode="train")
+    plain = [b.frames for b in build_loader(dataset, 2, train=True, seed=4, workers=0)]
+    pooled = [b.frames for b in build_loader(dataset, 2, train=True, seed=4, workers=2)]
+    assert all(torch.equal(a, b) for a, b in zip(plain, pooled)) and len(plain) == 2
+
+
+def test_frame_folder_dataset(tmp_path):
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((20, 30, 3), SHADE * i, np.uint8)).save(folder / f"img_{i + 1:05d}.png")
+    frames = read_folder_frames(str(folder), [0, 11, 3], "img_{:05d}.png")
+    assert frames.shape == (3, 3, 20, 30) and _frame_numbers(frames) == [0, 11, 3]
+    list_file = tmp_path / "list.txt"
+    list_file.write_text("clip 12 2\nclip 15 1\n")  # the second claims more frames than exist
+    records = read_annotation_list(list_file, tmp_path)
+    assert records[0].num_frames == 12 and records[0].label == 2
+    dataset = VideoDataset(records, 2, EvalTransform(16, 20), mode="val",
+                           image_template="img_{:05d}.png")
+    assert dataset[0].frames.shape == (1, 10, 3, 16, 16)
+    skipped = dataset[1]
+    assert isinstance(skipped, SkippedItem) and "img_000" in skipped.reason
+
+
+def test_annotation_formats_and_errors(tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("# comment\n\na/b.mp4 3\nframes/x 40 7\n")
+    records = read_annotation_list(good, "/data")
+    assert [(r.path, r.num_frames, r.label) for r in records] == [
+        ("/data/a/b.mp4", None, 3), ("/data/frames/x", 40, 7)]
+    spaced = tmp_path / "spaced.txt"
+    spaced.write_text("my video.mp4 2\n")
+    assert read_annotation_list(spaced, fmt="videos")[0].path == "my video.mp4"
+    for text, message in [("a.mp4 x\n", "label"), ("a 1 2 3\n", "fields"), ("a -1\n", "label"),
+                          ("a 0 1\n", "num_frames"), ("", "no items")]:
+        bad = tmp_path / "bad.txt"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            read_annotation_list(bad)
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        read_annotation_list(tmp_path / "nope.txt")
+
+
+def test_class_names_files(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("left\nright\n")
+    assert read_class_names(plain) == ["left", "right"]
+    indexed = tmp_path / "indexed.txt"
+    indexed.write_text("1,pushing something\n0 holding something\n")
+    assert read_class_names(indexed) == ["holding something", "pushing something"]
+
+
+def read_annotation_list_from_lines(directory, lines, root=None):
+    path = directory / f"list_{abs(hash(tuple(lines)))}.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return read_annotation_list(path, root)
