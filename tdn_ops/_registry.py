@@ -9,6 +9,8 @@ there is exactly one backward per operator.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable
 
 import torch
@@ -52,13 +54,21 @@ def function_class(class_name: str, op_name: str, setup_context: Callable,
     })
 
 
-@torch.compiler.assume_constant_result
-def _resolve(name: str, backend: str | None, device_type: str) -> str:
-    # Under torch.compile the choice is made once, while tracing, and baked into the graph:
-    # the lookups behind it (environment, dispatcher tables) are not traceable.
+@functools.lru_cache(maxsize=256)
+def _resolve_cached(name: str, backend: str | None, device_type: str, preference: str | None,
+                    interpret: str | None) -> str:
     from ._dispatch import resolve_backend
 
     return resolve_backend(name, backend, torch.device(device_type))
+
+
+@torch.compiler.assume_constant_result
+def _resolve(name: str, backend: str | None, device_type: str) -> str:
+    # Under torch.compile the choice is made once, while tracing, and baked into the graph:
+    # the lookups behind it (environment, dispatcher tables) are not traceable. Eagerly it is
+    # cached per (operator, backend, device, environment): operators sit on hot paths.
+    return _resolve_cached(name, backend, device_type, os.environ.get("TDN_OPS_BACKEND"),
+                           os.environ.get("TRITON_INTERPRET"))
 
 
 def run(name: str, backend: str | None, device: torch.device, args: tuple):

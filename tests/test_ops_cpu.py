@@ -6,6 +6,8 @@ gradcheck in float64; float32/bfloat16/float16 against a float64 reference on th
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -173,3 +175,17 @@ def test_function_class_matches_operator(case):
     outs_b, grads_b = forward_backward(lambda a: run_fused(case, a), args)
     for a, b in zip(outs_a + tuple(grads_a), outs_b + tuple(grads_b)):
         assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(os.environ.get("TDN_TEST_LARGE") != "1",
+                    reason="needs ~9 GB of memory; set TDN_TEST_LARGE=1 to run")
+def test_index_arithmetic_past_two_to_the_31():
+    """2**31 + 2 bfloat16 elements: offsets overflow 32 bits in the last frame."""
+    t, w = 2, 2**30 + 1
+    x = torch.zeros(t, 1, 1, w, dtype=torch.bfloat16)
+    x[0, 0, 0, -1], x[1, 0, 0, -1] = 1.0, 2.0
+    weight = torch.tensor([[[0.5, 1.0, 0.25]]], dtype=torch.bfloat16)
+    y = tdn_ops.temporal_shift_conv(x, weight, t, backend="cpu")
+    # frame 0 = 1*x0 + 0.25*x1, frame 1 = 0.5*x0 + 1*x1 at the very last element.
+    assert y[0, 0, 0, -1].item() == 1.5 and y[1, 0, 0, -1].item() == 2.5
+    assert y[0, 0, 0, 0].item() == 0.0
