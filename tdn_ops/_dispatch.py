@@ -17,18 +17,12 @@ import os
 
 import torch
 
+from . import reference as _reference
 from ._extension import NATIVE_AVAILABLE, NATIVE_IMPORT_ERROR, has_native_kernel
 
 BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
-OPERATORS = (
-    "temporal_diff_pool",
-    "cross_segment_diff",
-    "multiscale_sum",
-    "bidirectional_excitation",
-    "temporal_shift_conv",
-    "excite_shift",
-    "lateral_fuse",
-)
+# The seven fused operators: every one has a reference of the same name.
+OPERATORS = tuple(_reference.__all__)
 
 # Fastest first, per operator, on CUDA devices. Filled from benchmarks/results/ once the GPU
 # benchmarks have run (see README, "Backends"); until then the CUDA C++ kernels come first.
