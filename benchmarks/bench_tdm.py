@@ -28,6 +28,9 @@ import traceback
 import warnings
 from pathlib import Path
 
+# torch.profiler (the CPU peak-memory measurement) logs every start/stop through Kineto.
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 if str(HERE) not in sys.path:

@@ -3,8 +3,8 @@
 Three variants on the same clips:
     "reference"  TDN-ResNet50 on the reference backend: the authors' op sequence and numerics
     "fused"      the same weights on the fused operators (backend chosen by "auto")
-    "tsn"        a plain TSN ResNet-50 on the centre frame of each segment: the cost floor
-                 (TDN adds 9% of its FLOPs, SPEC §7)
+    "tsn"        a plain TSN ResNet-50 on the same clips, classifying each snippet's centre
+                 frame: the cost floor (TDN adds 9% of its FLOPs, SPEC §7)
 
 Inference: ``eval()`` under ``torch.inference_mode``, time per batch, clips/s. Training step:
 ``train()``, forward, cross-entropy, backward, gradient-norm clipping at 20 and an SGD
@@ -37,20 +37,12 @@ def build(name: str, impl: str, segments: int, device: torch.device) -> torch.nn
     return tdn.build_model(name, **kwargs).to(device)
 
 
-def clip_channels(name: str) -> int:
-    """Input channels per segment: 5 RGB frames for TDN (SPEC §1), 1 for TSN."""
-    return 15 if name.startswith("tdn") else 3
-
-
-def make_batch(name: str, geo, device: torch.device, seed: int = 0):
+def make_batch(geo, device: torch.device, seed: int = 0):
+    """Clips of 5-frame snippets, (N, T*15, H, W), and labels. TSN takes the same tensor and
+    classifies each snippet's centre frame."""
     gen = torch.Generator().manual_seed(seed)
     frames = torch.randn(geo.videos, geo.segments * 15, geo.resolution, geo.resolution,
                          generator=gen)
-    if not name.startswith("tdn"):
-        # TSN sees the same clips' centre frames (frame 3 of each 5-frame snippet).
-        frames = frames.view(geo.videos, geo.segments, 5, 3, geo.resolution, geo.resolution)
-        frames = frames[:, :, 2].reshape(geo.videos, geo.segments * 3, geo.resolution,
-                                         geo.resolution)
     labels = torch.randint(0, NUM_CLASSES, (geo.videos,), generator=gen)
     return frames.to(device), labels.to(device)
 
@@ -67,7 +59,7 @@ def gmacs_per_clip(model: torch.nn.Module, name: str, geo, device: torch.device)
     from .shapes import Geometry
 
     one = Geometry(1, geo.segments, geo.resolution)
-    x, _ = make_batch(name, one, device)
+    x, _ = make_batch(one, device)
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
@@ -133,8 +125,8 @@ def run(ctx) -> None:
                 ctx.advance(f"model {name} {impl} {pass_name}")
                 row = dict(section="model", name=name, impl=impl, dtype=dtype_name(dtype),
                            videos=geo.videos, segments=geo.segments, resolution=geo.resolution,
-                           shape=f"{geo.videos}x{geo.segments * clip_channels(name)}x"
-                                 f"{geo.resolution}x{geo.resolution}",
+                           shape=f"{geo.videos}x{geo.segments * 15}x{geo.resolution}x"
+                                 f"{geo.resolution}",
                            gmacs=gmacs.get(name), throughput_unit="clips/s",
                            **{"pass": pass_name})
                 if (name, impl) in build_errors:
@@ -159,7 +151,7 @@ def run(ctx) -> None:
 
 def _measure(model, name, pass_name, geo, dtype, ctx):
     device = ctx.device
-    batch = make_batch(name, geo, device)
+    batch = make_batch(geo, device)
     if pass_name == "inference":
         model.eval()
 

@@ -32,7 +32,8 @@ class Profile:
     model_videos_gpu: int
     model_budget: Budget                # for inference; training uses train_budget
     train_budget: Budget
-    compile_reference: bool = True
+    compile_reference: bool = True     # torch.compile baseline in the ops section
+    compile_modules: bool = True       # ... and in the modules section (slow to compile on CPU)
 
     def op_geometry(self, device: torch.device, segments: int) -> Geometry:
         videos = self.op_videos_gpu if device.type == "cuda" else self.op_videos_cpu
@@ -64,7 +65,7 @@ PROFILES = {
         module_stages=("layer3",), model_videos_cpu=1, model_videos_gpu=1,
         model_budget=Budget(warmup=1, min_reps=2, max_reps=2, min_time_s=0.0),
         train_budget=Budget(warmup=1, min_reps=1, max_reps=1, min_time_s=0.0),
-        compile_reference=False),
+        compile_reference=False, compile_modules=False),
     "quick": Profile(
         "quick", "CPU: 1 video x 8 segments at 224x224, operators at the S-TDM and layer-3 shapes "
         "(the CPU targets), the layer-3 block and the stem, whole model with few repetitions; "
@@ -74,7 +75,8 @@ PROFILES = {
         op_budget=Budget(warmup=2, min_reps=7, max_reps=100, min_time_s=0.15),
         module_stages=("layer3",), model_videos_cpu=1, model_videos_gpu=8,
         model_budget=Budget(warmup=1, min_reps=3, max_reps=3, min_time_s=0.0),
-        train_budget=Budget(warmup=1, min_reps=2, max_reps=2, min_time_s=0.0)),
+        train_budget=Budget(warmup=1, min_reps=2, max_reps=2, min_time_s=0.0),
+        compile_modules=False),
     "standard": Profile(
         "standard", "the default. CPU: 2 videos x 8 segments at 224x224, every operator site of "
         "layers 2-4 and the stem, all three passes, every stage's block, whole model; GPU: 8 "
@@ -98,11 +100,12 @@ PROFILES = {
 
 
 def get(name: str, *, compile_reference: bool | None = None) -> Profile:
+    """The named profile; ``compile_reference=False`` drops every torch.compile baseline."""
     if name not in PROFILES:
         raise ValueError(f"size must be one of {tuple(PROFILES)}, got {name!r}")
     profile = PROFILES[name]
-    if compile_reference is not None:
-        profile = replace(profile, compile_reference=compile_reference)
+    if compile_reference is False:
+        profile = replace(profile, compile_reference=False, compile_modules=False)
     return profile
 
 
