@@ -1,0 +1,45 @@
+"""tdn: Temporal Difference Networks (CVPR 2021) on fused operators.
+
+>>> import tdn
+>>> model = tdn.build_model("tdn_resnet50", num_classes=174, num_segments=8)
+>>> logits = model(clips)                  # clips: (N, 8*15, 224, 224) -> (N, 174)
+
+Attributes are imported on first use, so ``import tdn`` (and the ``tdn`` command's ``--help``)
+does not pay for torch until a model or tool is actually needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "build_model": "tdn.models",
+    "list_models": "tdn.models",
+    "register_model": "tdn.models",
+    "TDN": "tdn.models",
+    "TSN": "tdn.models",
+    "load_checkpoint": "tdn.checkpoint",
+    "save_checkpoint": "tdn.checkpoint",
+    "load_model": "tdn.checkpoint",
+    "CheckpointError": "tdn.checkpoint",
+    "load_imagenet_weights": "tdn.imagenet",
+    "count_macs": "tdn.flops",
+    "count_params": "tdn.flops",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tdn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

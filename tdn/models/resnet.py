@@ -1,0 +1,61 @@
+"""ResNet depths and stage construction shared by the TDN and TSN models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from .blocks import BasicBlock, Bottleneck, TDNBasicBlock, TDNBottleneck, downsample
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    depth: int
+    plain_block: type[nn.Module]
+    tdn_block: type[nn.Module]
+    blocks_per_stage: tuple[int, int, int, int]
+
+    @property
+    def expansion(self) -> int:
+        return self.plain_block.expansion
+
+    @property
+    def feature_dim(self) -> int:
+        return 512 * self.expansion
+
+
+RESNETS: dict[int, ResNetSpec] = {
+    18: ResNetSpec(18, BasicBlock, TDNBasicBlock, (2, 2, 2, 2)),
+    34: ResNetSpec(34, BasicBlock, TDNBasicBlock, (3, 4, 6, 3)),
+    50: ResNetSpec(50, Bottleneck, TDNBottleneck, (3, 4, 6, 3)),
+    101: ResNetSpec(101, Bottleneck, TDNBottleneck, (3, 4, 23, 3)),
+}
+
+STAGE_PLANES = (64, 128, 256, 512)
+STAGE_STRIDES = (1, 2, 2, 2)
+
+
+def make_stage(block: type[nn.Module], inplanes: int, planes: int, num_blocks: int, stride: int,
+               conv_bias: bool, **block_kwargs) -> nn.Sequential:
+    """One ResNet stage; the first block changes resolution/width and gets the projection."""
+    outplanes = planes * block.expansion
+    proj = None
+    if stride != 1 or inplanes != outplanes:
+        proj = downsample(inplanes, outplanes, stride, conv_bias)
+    blocks = [block(inplanes, planes, stride, proj, conv_bias, **block_kwargs)]
+    blocks += [block(outplanes, planes, 1, None, conv_bias, **block_kwargs)
+               for _ in range(1, num_blocks)]
+    return nn.Sequential(*blocks)
+
+
+def init_weights(module: nn.Module) -> None:
+    """torchvision's ResNet initialisation (He-normal convs, unit BN); biases zero."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,161 @@
+"""The Temporal Difference Network (SPEC §2-3) on ResNet-18/34/50/101.
+
+Module names reproduce the authors' ``TSN(TDN_Net)`` wrapper so their checkpoints map 1:1:
+``TDN.base_model`` is their ``TDN_Net`` (``conv1, bn1, conv1_5, resnext_layer1, layer1_bak ..
+layer4_bak``, ``fc`` = dropout) and ``TDN.new_fc`` the classifier. The authors' ``conv1_temp``
+(a copy of ``conv1`` that is never used in the forward) is not built; checkpoint loading skips it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from tdn_ops.nn import FrameDifferencePool, LateralFusion
+
+from .inputs import SNIPPET_CHANNELS, centre_frames, segment_consensus, snippets
+from .resnet import RESNETS, STAGE_PLANES, STAGE_STRIDES, ResNetSpec, init_weights, make_stage
+
+# Smallest frame size at which every L-TDM still sees at least 2x2 features (layer4 is H/32,
+# rounded up) so its 2x2 pooling branch is defined.
+MIN_FRAME_SIZE = 33
+
+
+def default_fusion_weights(num_segments: int) -> tuple[float, float]:
+    """(alpha, beta) of the S-TDM lateral connections, as the authors chose them (SPEC §2.4)."""
+    return (0.5, 0.5) if num_segments == 8 else (0.75, 0.25)
+
+
+class TDNBackbone(nn.Module):
+    """The authors' ``TDN_Net``: S-TDM stem + fbresnet with TDN blocks in layers 2-4.
+
+    Input (N*T, 15, H, W) snippets; output (N*T, feature_dim) pooled features after dropout.
+    """
+
+    def __init__(self, spec: ResNetSpec, num_segments: int, alpha: float, beta: float,
+                 dropout: float, backend: str | None) -> None:
+        super().__init__()
+        self.num_segments = num_segments
+        # RGB stem on the centre frame (fbresnet: conv1 has a bias).
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=True)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        # S-TDM: frame differences -> conv1_5 stem -> its own copy of layer1.
+        self.frame_diff = FrameDifferencePool(frames=5, kernel_size=2, backend=backend)
+        self.conv1_5 = nn.Sequential(
+            nn.Conv2d(12, 64, kernel_size=7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+        )
+        self.maxpool_diff = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.fuse = LateralFusion(alpha, beta, backend=backend)
+
+        stages = []
+        inplanes = 64
+        for index, (planes, stride, count) in enumerate(
+                zip(STAGE_PLANES, STAGE_STRIDES, spec.blocks_per_stage)):
+            if index == 0:  # layer1 keeps plain blocks
+                stage = make_stage(spec.plain_block, inplanes, planes, count, stride, True)
+            else:
+                stage = make_stage(spec.tdn_block, inplanes, planes, count, stride, True,
+                                   num_segments=num_segments, backend=backend)
+            stages.append(stage)
+            inplanes = planes * spec.expansion
+        self.layer1_bak, self.layer2_bak, self.layer3_bak, self.layer4_bak = stages
+        self.resnext_layer1 = copy.deepcopy(self.layer1_bak)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Dropout(p=dropout)  # the authors replace ResNet's fc with dropout
+        init_weights(self)
+
+    # Readable aliases (not registered twice, so the state dict keeps the authors' names).
+    @property
+    def layer1(self) -> nn.Sequential:
+        return self.layer1_bak
+
+    @property
+    def layer2(self) -> nn.Sequential:
+        return self.layer2_bak
+
+    @property
+    def layer3(self) -> nn.Sequential:
+        return self.layer3_bak
+
+    @property
+    def layer4(self) -> nn.Sequential:
+        return self.layer4_bak
+
+    def forward(self, snips: torch.Tensor) -> torch.Tensor:
+        # Short-term motion: (NT, 15, H, W) -> (NT, 12, H/2, W/2) -> d1 (H/8) -> d2.
+        d1 = self.maxpool_diff(self.conv1_5(self.frame_diff(snips)))
+        d2 = self.resnext_layer1(d1)
+        # Appearance on the centre frame, fused with the motion features twice.
+        x = self.maxpool(self.relu(self.bn1(self.conv1(centre_frames(snips)))))
+        x = self.fuse(x, d1)
+        x = self.layer1_bak(x)
+        x = self.fuse(x, d2)
+        x = self.layer4_bak(self.layer3_bak(self.layer2_bak(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class TDN(nn.Module):
+    """TDN video classifier: ``(N, T*15, H, W)`` or ``(N, T, 5, 3, H, W)`` -> ``(N, K)`` logits.
+
+    Each segment is classified by ``new_fc`` on the backbone's features and the T segment
+    logits are averaged (TSN consensus). Build it with :func:`tdn.build_model`.
+    """
+
+    def __init__(self, depth: int = 50, num_classes: int = 174, num_segments: int = 8,
+                 backend: str | None = None, dropout: float = 0.5,
+                 alpha: float | None = None, beta: float | None = None) -> None:
+        super().__init__()
+        if depth not in RESNETS:
+            raise ValueError(f"depth must be one of {sorted(RESNETS)}, got {depth}")
+        check_head_args(num_classes, num_segments, dropout)
+        default_alpha, default_beta = default_fusion_weights(num_segments)
+        self.arch = f"tdn_resnet{depth}"
+        self.num_segments = num_segments
+        self.num_classes = num_classes
+        self.alpha = default_alpha if alpha is None else float(alpha)
+        self.beta = default_beta if beta is None else float(beta)
+        spec = RESNETS[depth]
+        self.base_model = TDNBackbone(spec, num_segments, self.alpha, self.beta, dropout, backend)
+        self.new_fc = nn.Linear(spec.feature_dim, num_classes)
+        init_classifier(self.new_fc)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.new_fc.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        snips = snippets(x, self.num_segments)
+        check_frame_size(snips, MIN_FRAME_SIZE)
+        logits = self.new_fc(self.base_model(snips))
+        return segment_consensus(logits, self.num_segments)
+
+
+def check_head_args(num_classes: int, num_segments: int, dropout: float) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if isinstance(num_segments, bool) or not isinstance(num_segments, int) or num_segments < 1:
+        raise ValueError(f"num_segments must be a positive int, got {num_segments!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+
+
+def check_frame_size(snips: torch.Tensor, minimum: int) -> None:
+    h, w = snips.shape[-2:]
+    if h < minimum or w < minimum:
+        raise ValueError(f"frames of {h}x{w} are too small: this model needs at least "
+                         f"{minimum}x{minimum} (224x224 is standard)")
+
+
+def init_classifier(fc: nn.Linear) -> None:
+    """The authors' TSN head initialisation: weights N(0, 0.001), bias 0."""
+    nn.init.normal_(fc.weight, 0.0, 0.001)
+    nn.init.zeros_(fc.bias)
+
+
+__all__ = ["TDN", "TDNBackbone", "default_fusion_weights", "SNIPPET_CHANNELS"]

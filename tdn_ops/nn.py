@@ -1,0 +1,292 @@
+"""Drop-in TDN layers built on the fused operators.
+
+* :class:`LongTermTDM` - L-TDM (SPEC §4): cross-segment differences that excite the features.
+* :class:`TemporalShift` - the learnable temporal shift (SPEC §5).
+* :func:`long_term_tdm_shift` - L-TDM followed by the shift, fused so that the excited tensor is
+  never written to memory (``tdn_ops.excite_shift``). This is what a TDN bottleneck calls.
+* :class:`FrameDifferencePool` and :class:`LateralFusion` - the two parameter-free pieces of the
+  S-TDM (SPEC §2): the frame-difference input and the lateral connection into the RGB path.
+
+Every layer takes ``backend=``: ``None`` or ``"auto"`` lets :mod:`tdn_ops` choose per device,
+a concrete name (``"cpu"``, ``"cuda"``, ``"triton"``) demands that backend, and
+``"reference"`` makes the layer follow the authors' code path op by op (per-direction
+convolutions and batch norms, then the plain-PyTorch :mod:`tdn_ops.reference` functions). The
+reference path is the baseline that the fused path is tested and benchmarked against.
+
+Adding TDN's long-term modelling to someone else's network, e.g. a torchvision ResNet
+bottleneck (the parameter names ``mse`` and ``shift`` are the ones the authors' checkpoints use)::
+
+    import torch.nn as nn
+    from torchvision.models.resnet import Bottleneck
+    from tdn_ops.nn import LongTermTDM, TemporalShift, long_term_tdm_shift
+
+    class TDNBottleneck(Bottleneck):
+        def __init__(self, *args, num_segments=8, **kwargs):
+            super().__init__(*args, **kwargs)
+            width = self.conv1.out_channels
+            self.mse = LongTermTDM(width, num_segments)
+            self.shift = TemporalShift(width, num_segments)
+
+        def forward(self, x):                      # x: (N*T, C, H, W), segments of a video
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = long_term_tdm_shift(self.mse, self.shift, out)   # == self.shift(self.mse(out))
+            out = self.relu(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+            return self.relu(out + identity)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import reference
+from ._dispatch import BACKENDS
+from .ops.bidirectional_excitation import bidirectional_excitation
+from .ops.cross_segment_diff import cross_segment_diff
+from .ops.excite_shift import excite_shift
+from .ops.lateral_fuse import lateral_fuse
+from .ops.multiscale_sum import multiscale_sum
+from .ops.temporal_diff_pool import temporal_diff_pool
+from .ops.temporal_shift_conv import temporal_shift_conv
+
+__all__ = [
+    "LongTermTDM",
+    "TemporalShift",
+    "long_term_tdm_shift",
+    "FrameDifferencePool",
+    "LateralFusion",
+]
+
+
+def _check_backend(backend: str | None) -> str:
+    if backend is None:
+        return "auto"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be None or one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def _check_segments(num_segments: int) -> int:
+    if isinstance(num_segments, bool) or not isinstance(num_segments, int) or num_segments < 1:
+        raise ValueError(f"num_segments must be a positive int, got {num_segments!r}")
+    return num_segments
+
+
+def _check_features(name: str, x: torch.Tensor, channels: int, num_segments: int) -> None:
+    if x.dim() != 4 or x.shape[1] != channels or x.shape[0] % num_segments:
+        raise ValueError(
+            f"{name} expects (N*T, C, H, W) with C={channels} and N*T a multiple of "
+            f"num_segments={num_segments}, got shape {tuple(x.shape)}")
+
+
+class LongTermTDM(nn.Module):
+    """Long-term temporal difference module (L-TDM, SPEC §4).
+
+    Input ``x``: (N*T, C, H, W), the T segments of each video consecutive. ``forward`` returns
+    ``x * (0.5 + 0.5*sigmoid(y_fwd) + 0.5*sigmoid(y_bwd))``; :meth:`excitation_logits` returns
+    ``(y_fwd, y_bwd)`` so that a caller can fuse the excitation with what follows it
+    (see :func:`long_term_tdm_shift`).
+
+    The parameter names are the authors' (``conv1, bn1, conv2, conv3, bn3, conv3_smallscale2,
+    bn3_smallscale2, conv3_smallscale4, bn3_smallscale4``), so their ``mse.*`` weights load.
+
+    Batch-norm semantics follow the authors: each shared batch norm is applied once per
+    direction, so in training mode the forward and backward differences are normalised with
+    their own batch statistics and the running statistics are updated twice per call (forward
+    direction first). In eval mode both directions go through each batch norm in one call,
+    which gives identical results. Convolutions always run on both directions at once, except
+    on the reference backend which calls them per direction like the authors' code.
+    """
+
+    def __init__(self, channels: int, num_segments: int, backend: str | None = None,
+                 reduction: int = 16) -> None:
+        super().__init__()
+        if channels < reduction or channels % reduction:
+            raise ValueError(f"channels must be a positive multiple of reduction={reduction}, "
+                             f"got channels={channels}")
+        self.channels = channels
+        self.num_segments = _check_segments(num_segments)
+        self.backend = _check_backend(backend)
+        mid = channels // reduction
+        self.conv1 = nn.Conv2d(channels, mid, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid)
+        # Depthwise 3x3 that aligns each segment's features before they are differenced.
+        self.conv2 = nn.Conv2d(mid, mid, kernel_size=3, padding=1, groups=mid, bias=False)
+        self.conv3 = nn.Conv2d(mid, channels, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(channels)
+        self.conv3_smallscale2 = nn.Conv2d(mid, mid, kernel_size=3, padding=1, bias=False)
+        self.bn3_smallscale2 = nn.BatchNorm2d(mid)
+        self.conv3_smallscale4 = nn.Conv2d(mid, mid, kernel_size=3, padding=1, bias=False)
+        self.bn3_smallscale4 = nn.BatchNorm2d(mid)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, num_segments={self.num_segments}, backend={self.backend!r}"
+
+    def _per_direction_bn(self, bn: nn.BatchNorm2d, both: torch.Tensor) -> torch.Tensor:
+        """``bn`` on a (2*NT, ...) batch of [forward; backward] features, per SPEC §4."""
+        if not self.training:
+            return bn(both)
+        fwd, bwd = both.chunk(2)
+        return torch.cat([bn(fwd), bn(bwd)])
+
+    def excitation_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y_fwd, y_bwd)``, each (N*T, C, H, W): the pre-sigmoid excitations of SPEC §4."""
+        _check_features("LongTermTDM", x, self.channels, self.num_segments)
+        if self.backend == "reference":
+            return self._reference_logits(x)
+        b = self.bn1(self.conv1(x))
+        cb = self.conv2(b)
+        diff, pooled = cross_segment_diff(b, cb, self.num_segments, backend=self.backend)
+        # (2, NT, c, ...) -> (2*NT, c, ...): one convolution call serves both directions.
+        diff, pooled = diff.flatten(0, 1), pooled.flatten(0, 1)
+        small2 = self._per_direction_bn(self.bn3_smallscale2, self.conv3_smallscale2(pooled))
+        small4 = self._per_direction_bn(self.bn3_smallscale4, self.conv3_smallscale4(diff))
+        mixed = multiscale_sum(diff, small2, small4, backend=self.backend)
+        y = self.conv3(mixed)
+        y_fwd, y_bwd = y.chunk(2)
+        if self.training:
+            return self.bn3(y_fwd), self.bn3(y_bwd)
+        y = self.bn3(y)
+        return y.chunk(2)
+
+    def _reference_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # The authors' mSEModule.forward, op for op (same calls, same order: the order of the
+        # two directions matters for the running statistics of the shared batch norms).
+        t = self.num_segments
+        b = self.bn1(self.conv1(x))
+        b5 = b.view((-1, t) + b.shape[1:])
+        feat_fwd, _ = b5.split([t - 1, 1], dim=1)
+        _, feat_bwd = b5.split([1, t - 1], dim=1)
+        cb = self.conv2(b)
+        cb5 = cb.view((-1, t) + cb.shape[1:])
+        _, next_fwd = cb5.split([1, t - 1], dim=1)
+        prev_bwd, _ = cb5.split([t - 1, 1], dim=1)
+        fwd = F.pad(next_fwd - feat_fwd, (0, 0, 0, 0, 0, 0, 0, 1), mode="constant", value=0)
+        bwd = F.pad(prev_bwd - feat_bwd, (0, 0, 0, 0, 0, 0, 1, 0), mode="constant", value=0)
+        fwd = fwd.view((-1,) + fwd.shape[2:])
+        bwd = bwd.view((-1,) + bwd.shape[2:])
+        s2_fwd = F.avg_pool2d(fwd, kernel_size=2, stride=2)
+        s2_bwd = F.avg_pool2d(bwd, kernel_size=2, stride=2)
+        s2_fwd = self.bn3_smallscale2(self.conv3_smallscale2(s2_fwd))
+        s2_bwd = self.bn3_smallscale2(self.conv3_smallscale2(s2_bwd))
+        s4_fwd = self.bn3_smallscale4(self.conv3_smallscale4(fwd))
+        s4_bwd = self.bn3_smallscale4(self.conv3_smallscale4(bwd))
+        y_fwd = self.bn3(self.conv3(reference.multiscale_sum(fwd, s2_fwd, s4_fwd)))
+        y_bwd = self.bn3(self.conv3(reference.multiscale_sum(bwd, s2_bwd, s4_bwd)))
+        return y_fwd, y_bwd
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y_fwd, y_bwd = self.excitation_logits(x)
+        if self.backend == "reference":
+            return reference.bidirectional_excitation(x, y_fwd, y_bwd)
+        return bidirectional_excitation(x, y_fwd, y_bwd, backend=self.backend)
+
+
+class TemporalShift(nn.Module):
+    """Learnable temporal shift (SPEC §5): a depthwise kernel-3 convolution over segments.
+
+    The weight lives in a ``conv`` submodule (``nn.Conv1d(C, C, 3, groups=C, bias=False)``, as
+    in the authors' ShiftModule) so that its state-dict key is ``conv.weight``, shape (C, 1, 3).
+    It starts as TSM's shift: the first ``C // fold_div`` channels take from segment t+1, the
+    next ``C // fold_div`` from t-1, the rest stay; it is trained with the network.
+    """
+
+    def __init__(self, channels: int, num_segments: int, backend: str | None = None,
+                 fold_div: int = 8) -> None:
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f"channels must be positive, got {channels}")
+        self.channels = channels
+        self.num_segments = _check_segments(num_segments)
+        self.backend = _check_backend(backend)
+        self.fold_div = fold_div
+        self.conv = nn.Conv1d(channels, channels, kernel_size=3, padding=1, groups=channels,
+                              bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        fold = self.channels // self.fold_div
+        with torch.no_grad():
+            w = self.conv.weight
+            w.zero_()
+            w[:fold, 0, 2] = 1  # take from t+1
+            w[fold:2 * fold, 0, 0] = 1  # take from t-1
+            w[2 * fold:, 0, 1] = 1  # unchanged
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.conv.weight
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, num_segments={self.num_segments}, backend={self.backend!r}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_features("TemporalShift", x, self.channels, self.num_segments)
+        if self.backend == "reference":
+            return reference.temporal_shift_conv(x, self.conv.weight, self.num_segments)
+        return temporal_shift_conv(x, self.conv.weight, self.num_segments, backend=self.backend)
+
+
+def long_term_tdm_shift(ltdm: LongTermTDM, shift: TemporalShift, x: torch.Tensor) -> torch.Tensor:
+    """``shift(ltdm(x))`` with the excitation and the shift fused into one pass.
+
+    The fused ``excite_shift`` reads ``x`` and both excitation logits and writes the shifted
+    result directly; the excited tensor (as large as ``x``) is never materialised, in the
+    forward or the backward. On the reference backend this is literally ``shift(ltdm(x))``.
+    """
+    if ltdm.num_segments != shift.num_segments:
+        raise ValueError(f"ltdm.num_segments={ltdm.num_segments} differs from "
+                         f"shift.num_segments={shift.num_segments}")
+    if ltdm.backend == "reference" or shift.backend == "reference":
+        return shift(ltdm(x))
+    y_fwd, y_bwd = ltdm.excitation_logits(x)
+    return excite_shift(x, y_fwd, y_bwd, shift.conv.weight, shift.num_segments,
+                        backend=shift.backend)
+
+
+class FrameDifferencePool(nn.Module):
+    """S-TDM input (SPEC §2 step 1): differences of consecutive frames, 2x2 average-pooled.
+
+    ``x``: (B, frames*3, H, W) snippets -> (B, (frames-1)*3, H//k, W//k). Parameter-free.
+    """
+
+    def __init__(self, frames: int = 5, kernel_size: int = 2, backend: str | None = None) -> None:
+        super().__init__()
+        if frames < 2:
+            raise ValueError(f"frames must be at least 2, got {frames}")
+        self.frames = frames
+        self.kernel_size = kernel_size
+        self.backend = _check_backend(backend)
+
+    def extra_repr(self) -> str:
+        return f"frames={self.frames}, kernel_size={self.kernel_size}, backend={self.backend!r}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "reference":
+            return reference.temporal_diff_pool(x, self.frames, self.kernel_size)
+        return temporal_diff_pool(x, self.frames, self.kernel_size, backend=self.backend)
+
+
+class LateralFusion(nn.Module):
+    """S-TDM lateral connection (SPEC §2 step 4): ``alpha*x + beta*up(d, like=x)``.
+
+    ``d`` (motion features, any spatial size) is nearest-upsampled to ``x``'s size. TDN uses
+    ``(alpha, beta) = (0.5, 0.5)`` with 8 segments and ``(0.75, 0.25)`` otherwise.
+    """
+
+    def __init__(self, alpha: float, beta: float, backend: str | None = None) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.backend = _check_backend(backend)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}, backend={self.backend!r}"
+
+    def forward(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        if self.backend == "reference":
+            return reference.lateral_fuse(x, d, self.alpha, self.beta)
+        return lateral_fuse(x, d, self.alpha, self.beta, backend=self.backend)
