@@ -98,3 +98,30 @@ def test_tiny_run_writes_csv_json_and_plots(tmp_path):
     assert len(runs[0]["rows"]) == len(rows)
     assert runs[0]["targets"], "target verdicts missing"
     assert (tmp_path / "ops_speedup_cpu.png").stat().st_size > 10_000
+
+
+def test_tiny_modules_and_model_sections(tmp_path):
+    """Modules and whole model on the real network at 64x64 with 2 segments: every variant runs,
+    fused and reference share weights, and memory and FLOPs are recorded."""
+    cmd = [sys.executable, str(BENCH / "bench_tdm.py"), "--size", "tiny", "--device", "cpu",
+           "--sections", "modules,model", "--segments", "2", "--threads", "1",
+           "--output-dir", str(tmp_path), "--no-progress", "--no-plots"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "bench_tdm.csv").open()))
+    failed = [(r["name"], r["impl"], r["note"]) for r in rows if r["status"] != "ok"]
+    assert not failed, failed
+    modules = {(r["name"], r["impl"], r["pass"]) for r in rows if r["section"] == "modules"}
+    for name in ("ltdm_shift", "tdn_bottleneck", "stdm_stem"):
+        for impl in ("reference", "fused"):
+            assert {(name, impl, "inference"), (name, impl, "training")} <= modules
+    model = {(r["name"], r["impl"], r["pass"]): r for r in rows if r["section"] == "model"}
+    assert len(model) == 6
+    for (name, impl, pass_name), r in model.items():
+        assert float(r["peak_mem_mb"]) > 0 and float(r["throughput"]) > 0
+    tdn = float(model[("tdn_resnet50", "reference", "inference")]["gmacs"])
+    tsn = float(model[("tsn_resnet50", "tsn", "inference")]["gmacs"])
+    assert 1.05 < tdn / tsn < 1.15                  # SPEC §7: TDN costs 1.09x TSN's FLOPs
+    runs = json.loads((tmp_path / "bench_tdm.json").read_text())
+    statuses = {v["target"]: v["status"] for v in runs[0]["targets"]}
+    assert len(statuses) == 4 and "NOT MEASURED" not in statuses.values()

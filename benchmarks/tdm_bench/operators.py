@@ -24,6 +24,11 @@ from .timing import Budget, Timing, gbps, rotation_count, time_calls
 
 PASSES = ("forward", "backward", "forward+backward")
 
+# Largest |fused - reference| on unit-normal inputs before a row is flagged: the benchmark is
+# no place to test correctness, but a fast wrong kernel must not pass unnoticed.
+MISMATCH_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10,
+                      torch.bfloat16: 6e-2, torch.float16: 6e-3}
+
 
 @dataclass(frozen=True)
 class OpSpec:
@@ -241,6 +246,11 @@ def run(ctx) -> None:
                         continue
                     medians[impl] = timing.median_s
                     rate = bench.gbps(p, timing)
+                    err = errors.get(impl) if isinstance(errors.get(impl), float) else None
+                    if err is not None and err > MISMATCH_TOLERANCE.get(dtype, 1e-4):
+                        row["note"] = (f"MISMATCH: forward differs from the eager reference by "
+                                       f"{err:.3g} (tolerance "
+                                       f"{MISMATCH_TOLERANCE.get(dtype, 1e-4):g})")
                     ctx.results.add(
                         **row, median_ms=timing.median_ms, q20_ms=timing.q20_s * 1e3,
                         q80_ms=timing.q80_s * 1e3, reps=timing.reps, gbps=rate,
@@ -252,8 +262,7 @@ def run(ctx) -> None:
                                              if "compiled" in medians else None),
                         compile_s=(None if impl != "compiled" else
                                    check_s["compiled"] if p == "forward" else first_call),
-                        max_abs_err=errors.get(impl) if isinstance(errors.get(impl), float)
-                        else None)
+                        max_abs_err=err)
             del bench, fns
             if "compiled" in impls:
                 torch._dynamo.reset()

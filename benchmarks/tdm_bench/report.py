@@ -176,7 +176,18 @@ def errors_table(rows: list[dict]) -> str:
                         f"{len(bad)} measurement(s) failed")
 
 
+def warnings_table(rows: list[dict]) -> str:
+    flagged = [r for r in rows if r["status"] == "ok" and (r.get("note") or "").startswith(
+        "MISMATCH")]
+    if not flagged:
+        return ""
+    table = [[f"{r['name']}@{r['site']}", r["impl"], r["pass"], r["dtype"], r["note"]]
+             for r in flagged]
+    return format_table(["case", "impl", "pass", "dtype", "warning"], table,
+                        f"{len(flagged)} result(s) flagged")
+
+
 def full_report(rows: list[dict], verdicts: list[dict]) -> str:
     parts = [operator_tables(rows), module_table(rows), model_table(rows),
-             errors_table(rows), target_table(verdicts)]
+             errors_table(rows), warnings_table(rows), target_table(verdicts)]
     return "\n\n".join(p for p in parts if p)
