@@ -1,0 +1,70 @@
+"""``tdn predict VIDEO...``: the top-k classes of video files.
+
+    tdn predict clip1.mp4 clip2.webm --checkpoint best.pt --class-names classes.txt --topk 5
+
+Scores are softmax probabilities averaged over --clips x --crops views. A video that cannot
+be read is reported and skipped (exit status 1 if any was). --json prints one JSON object per
+video instead of text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from ..engine.cli_support import positive_int
+
+    parser = subparsers.add_parser(
+        "predict", help="top-k labels and scores for video files",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--class-names", default=None, help="one class name per line")
+    parser.add_argument("--topk", type=positive_int, default=5)
+    parser.add_argument("--arch", default=None, help="needed for checkpoints that do not record it")
+    parser.add_argument("--num-classes", type=positive_int, default=None)
+    parser.add_argument("--segments", type=positive_int, default=None)
+    parser.add_argument("--input-size", type=positive_int, default=None,
+                        help="default: the checkpoint's training size, else 224")
+    parser.add_argument("--scale-size", type=positive_int, default=None)
+    parser.add_argument("--clips", type=positive_int, default=1)
+    parser.add_argument("--crops", type=int, choices=(1, 3), default=1)
+    parser.add_argument("--decoder", choices=("auto", "pyav", "decord"), default="auto")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--backend", default=None, help="tdn_ops backend")
+    parser.add_argument("--json", action="store_true", help="one JSON object per video")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args) -> int:
+    from ..data import read_class_names
+    from ..engine.cli_support import setup_logging
+    from ..engine.distributed import resolve_device
+    from ..engine.modelio import load_model_for_inference
+    from ..engine.predictor import predict_videos
+
+    setup_logging()
+    device = resolve_device(args.device)
+    network, config = load_model_for_inference(args.checkpoint, args.arch, args.num_classes,
+                                               args.segments, args.backend, device)
+    names = read_class_names(args.class_names) if args.class_names else None
+    if names is not None and len(names) != config["num_classes"]:
+        raise SystemExit(f"--class-names lists {len(names)} names but the model has "
+                         f"{config['num_classes']} classes")
+    predictions = predict_videos(
+        network, args.videos, num_segments=config["num_segments"],
+        input_size=args.input_size or config["input_size"], scale_size=args.scale_size,
+        clips=args.clips, crops=args.crops, topk=args.topk, class_names=names, device=device,
+        decoder=args.decoder)
+    for prediction in predictions:
+        if args.json:
+            print(json.dumps(prediction.as_dict()))
+        elif prediction.error is not None:
+            print(f"{prediction.video}: skipped ({prediction.error})")
+        else:
+            ranked = "  ".join(f"{name} {score:.3f}" for _, name, score in prediction.top)
+            print(f"{prediction.video}: {ranked}")
+    return 1 if any(p.error is not None for p in predictions) else 0

@@ -1,0 +1,104 @@
+"""Files a run leaves behind: CSV/JSON logs, loss/accuracy curves, confusion matrices.
+
+Each file is rewritten whole and atomically at every epoch from the history kept in the
+checkpoint, so a resumed run's logs hold exactly the epochs of the state it resumed from.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from typing import Sequence
+
+import torch
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_history(history: Sequence[dict], output: str) -> None:
+    """``log.csv`` and ``log.json`` with one row per epoch."""
+    columns: list[str] = []
+    for row in history:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(os.path.join(output, "log.csv"), buffer.getvalue())
+    atomic_write_text(os.path.join(output, "log.json"), json.dumps(list(history), indent=1) + "\n")
+
+
+def _figure_bytes(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def plot_curves(history: Sequence[dict], path: str) -> None:
+    """Loss (left) and top-1 accuracy (right) per epoch, training and validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("train_loss", "train"), ("val_loss", "validation")):
+        points = [(e, row[key]) for e, row in zip(epochs, history) if row.get(key) is not None]
+        if points:
+            loss_axis.plot(*zip(*points), marker="o", label=label)
+    for key, label in (("train_top1", "train top-1"), ("val_top1", "validation top-1"),
+                       ("val_top5", "validation top-5")):
+        points = [(e, row[key]) for e, row in zip(epochs, history) if row.get(key) is not None]
+        if points:
+            accuracy_axis.plot(*zip(*points), marker="o", label=label)
+    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    accuracy_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy", ylim=(0, 100))
+    for axis in (loss_axis, accuracy_axis):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    atomic_write_bytes(path, _figure_bytes(figure))
+    plt.close(figure)
+
+
+def plot_confusion(confusion: torch.Tensor, path: str, class_names: Sequence[str] | None = None,
+                   max_labelled: int = 40) -> None:
+    """Row-normalised confusion matrix (true class per row); class names on the axes when there
+    are few enough classes to read them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = confusion.double()
+    rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    num_classes = counts.shape[0]
+    side = min(4 + 0.3 * num_classes, 30)
+    figure, axis = plt.subplots(figsize=(side, side))
+    image = axis.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="fraction of the true class")
+    axis.set(xlabel="predicted class", ylabel="true class", title="confusion matrix")
+    if num_classes <= max_labelled:
+        names = list(class_names) if class_names else [str(k) for k in range(num_classes)]
+        axis.set_xticks(range(num_classes), names, rotation=90)
+        axis.set_yticks(range(num_classes), names)
+        if num_classes <= 12:
+            for row in range(num_classes):
+                for column in range(num_classes):
+                    axis.text(column, row, int(counts[row, column]), ha="center", va="center",
+                              color="white" if rates[row, column] > 0.5 else "black")
+    atomic_write_bytes(path, _figure_bytes(figure))
+    plt.close(figure)

@@ -1,0 +1,410 @@
+"""The training loop behind ``tdn train``: one process or many (torchrun + DDP).
+
+Every epoch: train on this rank's shard, validate (metrics summed over ranks), then rank 0
+writes ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when validation top-1 improves),
+``log.csv``, ``log.json`` and ``curves.png``. ``resume`` restores model, optimiser, schedule,
+grad scaler, epoch, history and every rank's random generators, and the data order and
+augmentation are functions of (seed, epoch, item), so a resumed run continues with the same
+numbers an uninterrupted run would have produced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from ..data import (EvalTransform, TrainTransform, VideoDataset, build_loader,
+                    read_annotation_list, read_class_names)
+from ..data.transforms import MULTI_SCALE_CROP_SCALES
+from . import checkpoint as ckpt
+from .distributed import (DistributedContext, all_ranks_true, average_gradients, gather_objects,
+                          setup_distributed, teardown_distributed)
+from .inputs import batch_to_input
+from .metrics import RunningMetrics
+from .modelio import build_from_config, model_config, training_metadata
+from .optim import (apply_batch_norm_mode, build_optimizer, build_scheduler,
+                    freeze_batch_norm_parameters)
+from .reporting import atomic_write_text, plot_curves, write_history
+
+log = logging.getLogger("tdn")
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``tdn train`` can be told. Defaults: the authors' Something-Something recipe
+    (SPEC section 7) with a single process's batch."""
+
+    train_list: str
+    output: str
+    arch: str = "tdn_resnet50"
+    val_list: str | None = None
+    data_root: str | None = None
+    list_format: str = "auto"
+    image_template: str = "img_{:05d}.jpg"
+    first_frame_index: int = 1
+    decoder: str = "auto"
+    num_classes: int | None = None
+    class_names: str | None = None
+    segments: int = 8
+    input_size: int = 224
+    scale_size: int | None = None
+    crop_scales: Sequence[float] = MULTI_SCALE_CROP_SCALES
+    flip: bool = True
+    flip_label_swaps: dict[int, int] = field(default_factory=dict)
+    epochs: int = 60
+    batch_size: int = 8
+    val_batch_size: int | None = None
+    lr: float = 0.01
+    lr_steps: Sequence[float] = (30, 45, 55)
+    lr_gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    clip_grad_norm: float | None = 20.0
+    dropout: float = 0.5
+    bn_mode: str = "train"
+    sync_bn: bool = False
+    fc_lr5: bool = False
+    pretrained: str | None = None
+    backend: str | None = None
+    amp: bool = False
+    channels_last: bool = False
+    accumulate: int = 1
+    workers: int = 4
+    device: str = "auto"
+    seed: int = 0
+    resume: str | None = None
+    eval_every: int = 1
+    progress: bool = True
+
+    def validate(self) -> None:
+        positive = ("segments", "input_size", "epochs", "batch_size", "accumulate", "eval_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ValueError(f"clip_grad_norm must be > 0 (or None), got {self.clip_grad_norm}")
+        if not os.path.isfile(self.train_list):
+            raise FileNotFoundError(f"train list not found: {self.train_list}")
+        if self.val_list is not None and not os.path.isfile(self.val_list):
+            raise FileNotFoundError(f"val list not found: {self.val_list}")
+
+    def as_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["crop_scales"] = list(self.crop_scales)
+        values["lr_steps"] = list(self.lr_steps)
+        values["flip_label_swaps"] = {str(k): v for k, v in self.flip_label_swaps.items()}
+        return values
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class TrainingData:
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader | None
+    num_classes: int
+    class_names: list[str] | None
+
+
+def prepare_data(config: TrainConfig, context: DistributedContext) -> TrainingData:
+    train_records = read_annotation_list(config.train_list, config.data_root, config.list_format)
+    val_records = (read_annotation_list(config.val_list, config.data_root, config.list_format)
+                   if config.val_list else None)
+    class_names = read_class_names(config.class_names) if config.class_names else None
+    largest_label = max(r.label for r in train_records + (val_records or []))
+    num_classes = config.num_classes or (len(class_names) if class_names else largest_label + 1)
+    if largest_label >= num_classes:
+        raise ValueError(f"label {largest_label} found in the lists but num_classes is "
+                         f"{num_classes}")
+    common = dict(num_segments=config.segments, image_template=config.image_template,
+                  first_frame_index=config.first_frame_index, decoder=config.decoder)
+    train_set = VideoDataset(
+        train_records, transform=TrainTransform(config.input_size, config.crop_scales,
+                                                config.flip, config.flip_label_swaps),
+        mode="train", **common)
+    pin = context.device.type == "cuda"
+    train_loader = build_loader(train_set, config.batch_size, train=True,
+                                num_replicas=context.world_size, rank=context.rank,
+                                seed=config.seed, workers=config.workers, pin_memory=pin)
+    val_loader = None
+    if val_records:
+        val_set = VideoDataset(val_records, transform=EvalTransform(config.input_size,
+                                                                    config.scale_size),
+                               mode="val", **common)
+        val_loader = build_loader(val_set, config.val_batch_size or config.batch_size,
+                                  train=False, num_replicas=context.world_size,
+                                  rank=context.rank, workers=config.workers, pin_memory=pin)
+    return TrainingData(train_loader, val_loader, num_classes, class_names)
+
+
+class SkipReporter:
+    """Logs each unreadable item once (rank, path, reason) and counts skips per epoch."""
+
+    def __init__(self, context: DistributedContext):
+        self.context = context
+        self.reported: set[str] = set()
+        self.count = 0
+
+    def __call__(self, skipped) -> None:
+        for item in skipped:
+            self.count += 1
+            if item.path not in self.reported:
+                self.reported.add(item.path)
+                log.warning("[rank %d] skipping unreadable item %s: %s", self.context.rank,
+                            item.path, item.reason)
+
+    def take(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
+# ----------------------------------------------------------------------------- model
+def autocast(device: torch.device, enabled: bool):
+    """Mixed precision: float16 on GPUs (with a grad scaler), bfloat16 on CPUs."""
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+
+
+def build_training_model(config: TrainConfig, num_classes: int,
+                         context: DistributedContext) -> tuple[nn.Module, nn.Module]:
+    """(the network, what to call in the loop: the network or its DDP wrapper)."""
+    network = build_from_config(
+        model_config(config.arch, num_classes, config.segments, config.dropout, config.input_size),
+        backend=config.backend, pretrained=config.pretrained)
+    freeze_batch_norm_parameters(network, config.bn_mode)
+    if config.sync_bn and context.is_distributed:
+        if context.device.type != "cuda":
+            raise ValueError("sync_bn needs GPUs (SyncBatchNorm has no CPU implementation)")
+        network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+    network = network.to(context.device)
+    if config.channels_last:
+        network = network.to(memory_format=torch.channels_last)
+    if not context.is_distributed:
+        return network, network
+    device_ids = [context.device.index] if context.device.type == "cuda" else None
+    return network, DistributedDataParallel(network, device_ids=device_ids)
+
+
+# ----------------------------------------------------------------------------- loops
+@dataclass
+class Trainer:
+    config: TrainConfig
+    context: DistributedContext
+    network: nn.Module
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    skips: SkipReporter
+
+    def _progress(self, loader, description: str):
+        if not (self.config.progress and self.context.is_main):
+            return loader
+        from tqdm import tqdm
+
+        return tqdm(loader, desc=description, leave=False, dynamic_ncols=True)
+
+    def train_epoch(self, loader, epoch: int) -> RunningMetrics:
+        config, context = self.config, self.context
+        self.model.train()
+        apply_batch_norm_mode(self.network, config.bn_mode)
+        loader.sampler.set_epoch(epoch)
+        metrics = RunningMetrics()
+        total = len(loader)
+        bar = self._progress(loader, f"epoch {epoch + 1}/{config.epochs}")
+        self.optimizer.zero_grad(set_to_none=True)
+        pending = 0  # micro-batches whose gradients wait for the next optimiser step
+        for position, batch in enumerate(bar):
+            self.skips(batch.skipped)
+            group_start = position - position % config.accumulate
+            group_size = min(config.accumulate, total - group_start)
+            step_now = (position + 1 - group_start) == group_size
+            # Every rank must take part in every backward (DDP all-reduces inside it), so a
+            # batch is dropped everywhere when any rank lost all of its items.
+            if all_ranks_true(len(batch) > 0, context):
+                clips = batch_to_input(batch.frames, context.device, config.channels_last)
+                labels = batch.labels.to(context.device, non_blocking=True)
+                sync = contextlib.nullcontext()
+                if context.is_distributed and not step_now:
+                    sync = self.model.no_sync()
+                with sync:
+                    with autocast(context.device, config.amp):
+                        logits = self.model(clips)
+                        loss = F.cross_entropy(logits.float(), labels)
+                    self.scaler.scale(loss / group_size).backward()
+                metrics.update(loss.item(), logits, labels)
+                pending += 1
+            elif step_now and pending and context.is_distributed:
+                # the synchronising backward of this group was dropped: average by hand
+                average_gradients(self.network, context)
+            if step_now and pending:
+                self._optimizer_step()
+                pending = 0
+            if bar is not loader:
+                summary = metrics.summary()
+                bar.set_postfix(loss=f"{summary['loss']:.3f}", top1=f"{summary['top1']:.1f}",
+                                lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+        metrics.skipped = self.skips.take()
+        return metrics.reduced(context)
+
+    def _optimizer_step(self) -> None:
+        if self.config.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.network.parameters(), self.config.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+    @torch.no_grad()
+    def validate(self, loader) -> RunningMetrics:
+        self.model.eval()
+        metrics = RunningMetrics()
+        for batch in self._progress(loader, "validation"):
+            self.skips(batch.skipped)
+            if len(batch) == 0:
+                continue
+            clips = batch_to_input(batch.frames, self.context.device, self.config.channels_last)
+            labels = batch.labels.to(self.context.device, non_blocking=True)
+            with autocast(self.context.device, self.config.amp):
+                logits = self.network(clips)  # no DDP wrapper: nothing to synchronise
+            loss = F.cross_entropy(logits.float(), labels)
+            metrics.update(loss.item(), logits, labels)
+        metrics.skipped = self.skips.take()
+        return metrics.reduced(self.context)
+
+
+# ----------------------------------------------------------------------------- orchestration
+def _resume_path(config: TrainConfig) -> str | None:
+    if config.resume in (None, ""):
+        return None
+    if config.resume == "auto":
+        path = os.path.join(config.output, ckpt.LAST_NAME)
+        return path if os.path.isfile(path) else None
+    return config.resume
+
+
+def _check_resumable(state: dict, expected_model: dict, path: str) -> None:
+    recorded = state.get("model", {})
+    for key in ("arch", "num_classes", "num_segments"):
+        if recorded.get(key) != expected_model[key]:
+            raise ValueError(f"cannot resume from {path}: it was trained with {key}="
+                             f"{recorded.get(key)!r}, this run has {expected_model[key]!r}")
+
+
+def run_training(config: TrainConfig, context: DistributedContext | None = None) -> dict:
+    """Train as configured; returns the last epoch's metrics plus the best validation top-1.
+    Sets up (and tears down) the process group itself unless a context is passed in."""
+    config.validate()
+    owns_group = context is None
+    context = context or setup_distributed(config.device)
+    try:
+        return _run(config, context)
+    finally:
+        if owns_group:
+            teardown_distributed()
+
+
+def _run(config: TrainConfig, context: DistributedContext) -> dict:
+    torch.manual_seed(config.seed + context.rank)
+    if context.is_main:
+        os.makedirs(config.output, exist_ok=True)
+        atomic_write_text(os.path.join(config.output, "config.json"),
+                          json.dumps(config.as_dict(), indent=1) + "\n")
+    data = prepare_data(config, context)
+    network, model = build_training_model(config, data.num_classes, context)
+    optimizer = build_optimizer(network, config.lr, config.momentum,
+                                config.weight_decay, config.fc_lr5)
+    steps_per_epoch = math.ceil(len(data.train_loader) / config.accumulate)
+    scheduler = build_scheduler(optimizer, steps_per_epoch, config.lr_steps, config.lr_gamma,
+                                config.warmup_epochs)
+    scaler = torch.amp.GradScaler(context.device.type,
+                                  enabled=config.amp and context.device.type == "cuda")
+    trainer = Trainer(config, context, network, model, optimizer, scheduler, scaler,
+                      SkipReporter(context))
+    recorded_model = model_config(config.arch, data.num_classes, config.segments, config.dropout,
+                                  config.input_size)
+
+    start_epoch, history, best_top1, best_epoch = 0, [], -1.0, -1
+    resume_from = _resume_path(config)
+    if resume_from:
+        state = ckpt.load_training_state(resume_from)
+        _check_resumable(state, recorded_model, resume_from)
+        network.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, history = int(state["epoch"]), list(state["history"])
+        best_top1, best_epoch = float(state["best_top1"]), int(state["best_epoch"])
+        rng_states = state["rng"]
+        ckpt.restore_rng_state(rng_states[context.rank % len(rng_states)])
+        if context.is_main:
+            log.info("resumed from %s at epoch %d", resume_from, start_epoch)
+
+    if context.is_main:
+        log.info("training %s on %d items (%d classes), %d process(es) x batch %d x %d "
+                 "accumulation step(s), device %s", config.arch, len(data.train_loader.dataset),
+                 data.num_classes, context.world_size, config.batch_size, config.accumulate,
+                 context.device)
+
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        train_metrics = trainer.train_epoch(data.train_loader, epoch).summary()
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+               "train_loss": train_metrics["loss"], "train_top1": train_metrics["top1"],
+               "train_top5": train_metrics["top5"], "train_skipped": train_metrics["skipped"]}
+        evaluate_now = data.val_loader is not None and (
+            (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs)
+        if evaluate_now:
+            val_metrics = trainer.validate(data.val_loader).summary()
+            row.update(val_loss=val_metrics["loss"], val_top1=val_metrics["top1"],
+                       val_top5=val_metrics["top5"], val_skipped=val_metrics["skipped"])
+        row["seconds"] = time.perf_counter() - started
+        history.append(row)
+        # Best model: by validation top-1, or by training top-1 when there is no validation.
+        score = row.get("val_top1", None if data.val_loader is not None else row["train_top1"])
+        improved = score is not None and score > best_top1
+        if improved:
+            best_top1, best_epoch = score, epoch + 1
+        skipped = row["train_skipped"] + row.get("val_skipped", 0)
+        if skipped and context.is_main:
+            log.warning("epoch %d: skipped %d unreadable item(s)", epoch + 1, skipped)
+        # Every rank's generators are saved (dropout draws differ per rank).
+        rng_states = gather_objects(ckpt.capture_rng_state(), context)
+        if context.is_main:
+            state = {
+                "format": ckpt.CHECKPOINT_FORMAT, "epoch": epoch + 1,
+                "state_dict": network.state_dict(), "model": recorded_model,
+                "metadata": training_metadata(network, recorded_model),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "rng": rng_states, "history": history,
+                "best_top1": best_top1, "best_epoch": best_epoch, "config": config.as_dict(),
+                "class_names": data.class_names,
+            }
+            ckpt.atomic_torch_save(state, os.path.join(config.output, ckpt.LAST_NAME))
+            if improved:
+                ckpt.atomic_torch_save(state, os.path.join(config.output, ckpt.BEST_NAME))
+            write_history(history, config.output)
+            plot_curves(history, os.path.join(config.output, "curves.png"))
+            log.info("epoch %d/%d  %s", epoch + 1, config.epochs, "  ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in row.items() if k != "epoch"))
+    final = dict(history[-1]) if history else {}
+    final.update(best_top1=best_top1, best_epoch=best_epoch)
+    return final
