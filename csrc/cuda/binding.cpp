@@ -1,0 +1,448 @@
+// The CUDA kernels of the tdn_ops operators: a thin torch adapter over csrc/cuda/launchers.h.
+//
+// Each function checks its arguments (the same checks and messages as the CPU kernels, from
+// csrc/common.h), makes its inputs dense in the layout of its primary input
+// (tdn::layout_of), allocates the outputs exactly as the CPU kernels and the fake kernels do,
+// and enqueues the launchers on the current stream of the inputs' device. Nothing here
+// synchronises with the host.
+
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "common.h"
+#include "cuda/launchers.h"
+
+namespace tdn {
+namespace cuda {
+namespace {
+
+DType dtype_of(const at::Tensor& t, const char* name) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return DType::kFloat32;
+    case at::kHalf:
+      return DType::kFloat16;
+    case at::kBFloat16:
+      return DType::kBFloat16;
+    case at::kDouble:
+      return DType::kFloat64;
+    default:
+      break;
+  }
+  TORCH_CHECK(false, name, " must be float32, float16, bfloat16 or float64, got ",
+              t.scalar_type());
+  return DType::kFloat32;  // unreachable
+}
+
+void check_cuda(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor for the CUDA kernels, got one on ",
+              t.device());
+}
+
+void check_launch(cudaError_t status, const char* op) {
+  TORCH_CHECK(status == cudaSuccess, "tdn_ops.", op, ": CUDA kernel launch failed: ",
+              cudaGetErrorString(status));
+}
+
+cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+// ---------------------------------------------------------------------------------------
+// temporal_diff_pool
+
+at::Tensor temporal_diff_pool_cuda(const at::Tensor& x_in, int64_t frames, int64_t k) {
+  TORCH_CHECK(x_in.dim() == 4, "x must be a 4-D tensor (B, frames*c, H, W), got ", x_in.sizes());
+  check_cuda(x_in, "x");
+  check_floating(x_in, "x");
+  TORCH_CHECK(frames >= 2, "frames must be >= 2, got ", frames);
+  TORCH_CHECK(k >= 1, "kernel_size must be >= 1, got ", k);
+  TORCH_CHECK(x_in.size(1) % frames == 0, "x has ", x_in.size(1),
+              " channels, not divisible by frames=", frames);
+  TORCH_CHECK(x_in.size(2) >= k && x_in.size(3) >= k, "x has spatial size ", x_in.size(2), "x",
+              x_in.size(3), ", below the pooling kernel ", k);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const auto fmt = layout_of(x_in);
+  const auto x = x_in.contiguous(fmt);
+  const int64_t B = x.size(0), c = x.size(1) / frames, H = x.size(2), W = x.size(3);
+  auto out = empty_4d(x, {B, c * (frames - 1), H / k, W / k}, fmt);
+  if (out.numel() == 0) return out;
+  check_launch(temporal_diff_pool_forward(x.const_data_ptr(), out.mutable_data_ptr(),
+                                          dtype_of(x, "x"), B, frames, c, H, W, k,
+                                          is_channels_last(fmt), current_stream()),
+               "temporal_diff_pool");
+  return out;
+}
+
+at::Tensor temporal_diff_pool_backward_cuda(const at::Tensor& g_in, int64_t frames, int64_t k,
+                                            int64_t H, int64_t W) {
+  TORCH_CHECK(g_in.dim() == 4, "grad_out must be 4-D, got ", g_in.sizes());
+  check_cuda(g_in, "grad_out");
+  TORCH_CHECK(frames >= 2 && k >= 1, "frames must be >= 2 and kernel_size >= 1");
+  TORCH_CHECK(g_in.size(1) % (frames - 1) == 0, "grad_out channels must be (frames-1)*c");
+  TORCH_CHECK(g_in.size(2) == H / k && g_in.size(3) == W / k, "grad_out spatial size ",
+              g_in.sizes(), " does not match an input of ", H, "x", W, " pooled by ", k);
+  const c10::cuda::CUDAGuard guard(g_in.device());
+  const auto fmt = layout_of(g_in);
+  const auto g = g_in.contiguous(fmt);
+  const int64_t B = g.size(0), c = g.size(1) / (frames - 1);
+  auto gx = empty_4d(g, {B, c * frames, H, W}, fmt);
+  if (gx.numel() == 0) return gx;
+  check_launch(temporal_diff_pool_backward(g.const_data_ptr(), gx.mutable_data_ptr(),
+                                           dtype_of(g, "grad_out"), B, frames, c, H, W, k,
+                                           is_channels_last(fmt), current_stream()),
+               "temporal_diff_pool_backward");
+  return gx;
+}
+
+// ---------------------------------------------------------------------------------------
+// cross_segment_diff
+
+std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cuda(const at::Tensor& feat_in,
+                                                           const at::Tensor& aligned_in,
+                                                           int64_t num_segments) {
+  TORCH_CHECK(feat_in.dim() == 4, "feat must be a 4-D tensor (N*T, c, H, W), got ",
+              feat_in.sizes());
+  check_cuda(feat_in, "feat");
+  check_floating(feat_in, "feat");
+  check_same_shape(aligned_in, "aligned", feat_in, "feat");
+  check_segments(feat_in, "feat", num_segments);
+  TORCH_CHECK(feat_in.size(2) >= 2 && feat_in.size(3) >= 2, "feat has spatial size ",
+              feat_in.size(2), "x", feat_in.size(3), ", below the 2x2 pooling window");
+  const c10::cuda::CUDAGuard guard(feat_in.device());
+  const auto fmt = layout_of(feat_in);
+  const auto feat = feat_in.contiguous(fmt), aligned = aligned_in.contiguous(fmt);
+  const int64_t B = feat.size(0), C = feat.size(1), H = feat.size(2), W = feat.size(3);
+  auto diff = empty_stacked(feat, B, C, H, W, fmt);
+  auto pooled = empty_stacked(feat, B, C, H / 2, W / 2, fmt);
+  if (feat.numel() == 0) return {diff, pooled};
+  check_launch(cross_segment_diff_forward(
+                   feat.const_data_ptr(), aligned.const_data_ptr(), diff[0].mutable_data_ptr(),
+                   diff[1].mutable_data_ptr(), pooled[0].mutable_data_ptr(),
+                   pooled[1].mutable_data_ptr(), dtype_of(feat, "feat"), B, C, H, W,
+                   num_segments, is_channels_last(fmt), current_stream()),
+               "cross_segment_diff");
+  return {diff, pooled};
+}
+
+std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cuda(const at::Tensor& gd_in,
+                                                                    const at::Tensor& gp_in,
+                                                                    int64_t num_segments) {
+  TORCH_CHECK(gd_in.dim() == 5 && gd_in.size(0) == 2,
+              "grad_diff must be (2, N*T, c, H, W), got ", gd_in.sizes());
+  TORCH_CHECK(gp_in.dim() == 5 && gp_in.size(0) == 2 && gp_in.size(1) == gd_in.size(1) &&
+                  gp_in.size(2) == gd_in.size(2) && gp_in.size(3) == gd_in.size(3) / 2 &&
+                  gp_in.size(4) == gd_in.size(4) / 2,
+              "grad_pooled must be (2, N*T, c, H//2, W//2) for grad_diff ", gd_in.sizes(),
+              ", got ", gp_in.sizes());
+  check_cuda(gd_in, "grad_diff");
+  check_like(gp_in, "grad_pooled", gd_in, "grad_diff");
+  const c10::cuda::CUDAGuard guard(gd_in.device());
+  const auto fmt = layout_of(gd_in[0]);
+  const at::Tensor gd[2] = {gd_in[0].contiguous(fmt), gd_in[1].contiguous(fmt)};
+  const at::Tensor gp[2] = {gp_in[0].contiguous(fmt), gp_in[1].contiguous(fmt)};
+  check_segments(gd[0], "grad_diff[0]", num_segments);
+  auto g_feat = empty_4d(gd[0], gd[0].sizes(), fmt);
+  auto g_aligned = empty_4d(gd[0], gd[0].sizes(), fmt);
+  if (g_feat.numel() == 0) return {g_feat, g_aligned};
+  check_launch(cross_segment_diff_backward(
+                   gd[0].const_data_ptr(), gd[1].const_data_ptr(), gp[0].const_data_ptr(),
+                   gp[1].const_data_ptr(), g_feat.mutable_data_ptr(),
+                   g_aligned.mutable_data_ptr(), dtype_of(gd[0], "grad_diff"), gd[0].size(0),
+                   gd[0].size(1), gd[0].size(2), gd[0].size(3), num_segments,
+                   is_channels_last(fmt), current_stream()),
+               "cross_segment_diff_backward");
+  return {g_feat, g_aligned};
+}
+
+// ---------------------------------------------------------------------------------------
+// multiscale_sum and lateral_fuse
+
+at::Tensor multiscale_sum_cuda(const at::Tensor& diff_in, const at::Tensor& pooled_in,
+                               const at::Tensor& full_in) {
+  TORCH_CHECK(diff_in.dim() >= 3, "diff must be (..., c, H, W), got ", diff_in.sizes());
+  check_cuda(diff_in, "diff");
+  check_floating(diff_in, "diff");
+  check_same_shape(full_in, "full_branch", diff_in, "diff");
+  check_like(pooled_in, "pooled_branch", diff_in, "diff");
+  TORCH_CHECK(pooled_in.dim() == diff_in.dim() &&
+                  pooled_in.sizes().slice(0, diff_in.dim() - 2) ==
+                      diff_in.sizes().slice(0, diff_in.dim() - 2),
+              "pooled_branch must match diff in every dim but the last two, got ",
+              pooled_in.sizes(), " for diff ", diff_in.sizes());
+  const int64_t C = diff_in.size(-3), H = diff_in.size(-2), W = diff_in.size(-1);
+  const int64_t h = pooled_in.size(-2), w = pooled_in.size(-1);
+  TORCH_CHECK(h >= 1 && w >= 1, "pooled_branch has an empty spatial size");
+  const c10::cuda::CUDAGuard guard(diff_in.device());
+  const auto d4 = diff_in.reshape({-1, C, H, W});
+  const auto fmt = layout_of(d4);
+  const auto d = d4.contiguous(fmt);
+  const auto f = full_in.reshape({-1, C, H, W}).contiguous(fmt);
+  const auto p = pooled_in.reshape({-1, C, h, w}).contiguous(fmt);
+  auto out = empty_4d(d, d.sizes(), fmt);
+  if (out.numel() > 0) {
+    constexpr double third = 1.0 / 3.0;
+    check_launch(upsample_combine_forward(d.const_data_ptr(), p.const_data_ptr(),
+                                          f.const_data_ptr(), out.mutable_data_ptr(),
+                                          dtype_of(d, "diff"), d.size(0), C, H, W, h, w, third,
+                                          third, third, is_channels_last(fmt), current_stream()),
+                 "multiscale_sum");
+  }
+  return out.view(diff_in.sizes());
+}
+
+std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cuda(const at::Tensor& g_in,
+                                                                int64_t h, int64_t w) {
+  TORCH_CHECK(g_in.dim() >= 3, "grad_out must be (..., c, H, W), got ", g_in.sizes());
+  check_cuda(g_in, "grad_out");
+  TORCH_CHECK(h >= 1 && w >= 1, "pooled size must be positive, got ", h, "x", w);
+  const c10::cuda::CUDAGuard guard(g_in.device());
+  const int64_t C = g_in.size(-3), H = g_in.size(-2), W = g_in.size(-1);
+  const auto g4 = g_in.reshape({-1, C, H, W});
+  const auto fmt = layout_of(g4);
+  const auto g = g4.contiguous(fmt);
+  auto g_third = empty_4d(g, g.sizes(), fmt);
+  auto g_pooled = empty_4d(g, {g.size(0), C, h, w}, fmt);
+  if (g.numel() > 0) {
+    constexpr double third = 1.0 / 3.0;
+    check_launch(upsample_combine_backward(g.const_data_ptr(), g_third.mutable_data_ptr(),
+                                           g_pooled.mutable_data_ptr(), dtype_of(g, "grad_out"),
+                                           g.size(0), C, H, W, h, w, third, third,
+                                           is_channels_last(fmt), current_stream()),
+                 "multiscale_sum_backward");
+  } else if (g_pooled.numel() > 0) {
+    g_pooled.zero_();
+  }
+  auto lead = g_in.sizes().vec();
+  lead[lead.size() - 2] = h;
+  lead[lead.size() - 1] = w;
+  return {g_third.view(g_in.sizes()), g_pooled.view(lead)};
+}
+
+at::Tensor lateral_fuse_cuda(const at::Tensor& x_in, const at::Tensor& d_in, double alpha,
+                             double beta) {
+  TORCH_CHECK(x_in.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x_in.sizes());
+  check_cuda(x_in, "x");
+  check_floating(x_in, "x");
+  check_like(d_in, "d", x_in, "x");
+  TORCH_CHECK(d_in.dim() == 4 && d_in.size(0) == x_in.size(0) && d_in.size(1) == x_in.size(1) &&
+                  d_in.size(2) >= 1 && d_in.size(3) >= 1,
+              "d must be (N*T, C, h, w) with x's N*T and C ", x_in.sizes(), ", got ", d_in.sizes());
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const auto fmt = layout_of(x_in);
+  const auto x = x_in.contiguous(fmt), d = d_in.contiguous(fmt);
+  auto out = empty_4d(x, x.sizes(), fmt);
+  if (out.numel() == 0) return out;
+  check_launch(upsample_combine_forward(x.const_data_ptr(), d.const_data_ptr(), nullptr,
+                                        out.mutable_data_ptr(), dtype_of(x, "x"), x.size(0),
+                                        x.size(1), x.size(2), x.size(3), d.size(2), d.size(3),
+                                        alpha, beta, 0.0, is_channels_last(fmt),
+                                        current_stream()),
+               "lateral_fuse");
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> lateral_fuse_backward_cuda(const at::Tensor& g_in, int64_t h,
+                                                              int64_t w, double alpha,
+                                                              double beta) {
+  TORCH_CHECK(g_in.dim() == 4, "grad_out must be 4-D, got ", g_in.sizes());
+  check_cuda(g_in, "grad_out");
+  TORCH_CHECK(h >= 1 && w >= 1, "d size must be positive, got ", h, "x", w);
+  const c10::cuda::CUDAGuard guard(g_in.device());
+  const auto fmt = layout_of(g_in);
+  const auto g = g_in.contiguous(fmt);
+  auto gx = empty_4d(g, g.sizes(), fmt);
+  auto gd = empty_4d(g, {g.size(0), g.size(1), h, w}, fmt);
+  if (g.numel() == 0) {
+    gd.zero_();
+    return {gx, gd};
+  }
+  check_launch(upsample_combine_backward(g.const_data_ptr(), gx.mutable_data_ptr(),
+                                         gd.mutable_data_ptr(), dtype_of(g, "grad_out"),
+                                         g.size(0), g.size(1), g.size(2), g.size(3), h, w,
+                                         alpha, beta, is_channels_last(fmt), current_stream()),
+               "lateral_fuse_backward");
+  return {gx, gd};
+}
+
+// ---------------------------------------------------------------------------------------
+// bidirectional_excitation
+
+at::Tensor bidirectional_excitation_cuda(const at::Tensor& x_in, const at::Tensor& yf_in,
+                                         const at::Tensor& yb_in) {
+  check_cuda(x_in, "x");
+  check_floating(x_in, "x");
+  check_same_shape(yf_in, "y_fwd", x_in, "x");
+  check_same_shape(yb_in, "y_bwd", x_in, "x");
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const auto fmt = layout_of(x_in);
+  const auto x = x_in.contiguous(fmt), yf = yf_in.contiguous(fmt), yb = yb_in.contiguous(fmt);
+  auto out = at::empty(x.sizes(), x.options().memory_format(fmt));
+  if (x.numel() == 0) return out;
+  check_launch(excitation_forward(x.const_data_ptr(), yf.const_data_ptr(), yb.const_data_ptr(),
+                                  out.mutable_data_ptr(), dtype_of(x, "x"), x.numel(),
+                                  current_stream()),
+               "bidirectional_excitation");
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> bidirectional_excitation_backward_cuda(
+    const at::Tensor& g_in, const at::Tensor& x_in, const at::Tensor& yf_in,
+    const at::Tensor& yb_in) {
+  check_cuda(x_in, "x");
+  check_floating(x_in, "x");
+  check_same_shape(g_in, "grad_out", x_in, "x");
+  check_same_shape(yf_in, "y_fwd", x_in, "x");
+  check_same_shape(yb_in, "y_bwd", x_in, "x");
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const auto fmt = layout_of(x_in);
+  const auto g = g_in.contiguous(fmt), x = x_in.contiguous(fmt);
+  const auto yf = yf_in.contiguous(fmt), yb = yb_in.contiguous(fmt);
+  const auto opts = x.options().memory_format(fmt);
+  auto dx = at::empty(x.sizes(), opts), dyf = at::empty(x.sizes(), opts),
+       dyb = at::empty(x.sizes(), opts);
+  if (x.numel() == 0) return {dx, dyf, dyb};
+  check_launch(excitation_backward(g.const_data_ptr(), x.const_data_ptr(), yf.const_data_ptr(),
+                                   yb.const_data_ptr(), dx.mutable_data_ptr(),
+                                   dyf.mutable_data_ptr(), dyb.mutable_data_ptr(),
+                                   dtype_of(x, "x"), x.numel(), current_stream()),
+               "bidirectional_excitation_backward");
+  return {dx, dyf, dyb};
+}
+
+// ---------------------------------------------------------------------------------------
+// temporal_shift_conv and excite_shift
+
+ShiftShape shift_shape(const at::Tensor& x, int64_t num_segments, at::MemoryFormat fmt) {
+  return ShiftShape{x.size(0) / num_segments, num_segments, x.size(1), x.size(2) * x.size(3),
+                    is_channels_last(fmt)};
+}
+
+void check_shift_input(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments) {
+  TORCH_CHECK(x.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x.sizes());
+  check_cuda(x, "x");
+  check_floating(x, "x");
+  check_segments(x, "x", num_segments);
+  check_weight(weight, x);
+}
+
+// Forward of temporal_shift_conv (no gates) and excite_shift (gates given).
+at::Tensor shift_forward_cuda(const at::Tensor& x_in, const at::Tensor* yf_in,
+                              const at::Tensor* yb_in, const at::Tensor& w_in,
+                              int64_t num_segments, const char* op) {
+  check_shift_input(x_in, w_in, num_segments);
+  if (yf_in != nullptr) {
+    check_same_shape(*yf_in, "y_fwd", x_in, "x");
+    check_same_shape(*yb_in, "y_bwd", x_in, "x");
+  }
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const auto fmt = layout_of(x_in);
+  const auto x = x_in.contiguous(fmt);
+  const auto w = w_in.contiguous();
+  at::Tensor yf, yb;
+  if (yf_in != nullptr) {
+    yf = yf_in->contiguous(fmt);
+    yb = yb_in->contiguous(fmt);
+  }
+  auto out = at::empty(x.sizes(), x.options().memory_format(fmt));
+  if (x.numel() == 0) return out;
+  check_launch(shift_forward(x.const_data_ptr(), yf.defined() ? yf.const_data_ptr() : nullptr,
+                             yb.defined() ? yb.const_data_ptr() : nullptr, w.const_data_ptr(),
+                             out.mutable_data_ptr(), dtype_of(x, "x"),
+                             shift_shape(x, num_segments, fmt), current_stream()),
+               op);
+  return out;
+}
+
+// Backward of both: {dx, dw} without gates, {dx, dy_fwd, dy_bwd, dw} with them.
+std::vector<at::Tensor> shift_backward_cuda(const at::Tensor& g_in, const at::Tensor& x_in,
+                                            const at::Tensor* yf_in, const at::Tensor* yb_in,
+                                            const at::Tensor& w_in, int64_t num_segments,
+                                            const char* op) {
+  check_shift_input(x_in, w_in, num_segments);
+  check_same_shape(g_in, "grad_out", x_in, "x");
+  const bool excite = yf_in != nullptr;
+  if (excite) {
+    check_same_shape(*yf_in, "y_fwd", x_in, "x");
+    check_same_shape(*yb_in, "y_bwd", x_in, "x");
+  }
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const auto fmt = layout_of(x_in);
+  const auto x = x_in.contiguous(fmt), g = g_in.contiguous(fmt);
+  const auto w = w_in.contiguous();
+  const auto opts = x.options().memory_format(fmt);
+  at::Tensor yf, yb, dyf, dyb;
+  if (excite) {
+    yf = yf_in->contiguous(fmt);
+    yb = yb_in->contiguous(fmt);
+    dyf = at::empty(x.sizes(), opts);
+    dyb = at::empty(x.sizes(), opts);
+  }
+  auto dx = at::empty(x.sizes(), opts);
+  auto dw = at::empty(w_in.sizes(), w_in.options());  // fully written by the launcher
+  const ShiftShape shape = shift_shape(x, num_segments, fmt);
+  const DType dtype = dtype_of(x, "x");
+  // Scratch of the deterministic two-stage weight-gradient reduction (stream-ordered by the
+  // caching allocator, so no synchronisation).
+  const auto workspace =
+      at::empty({shift_backward_workspace_bytes(shape, dtype)}, x.options().dtype(at::kByte));
+  check_launch(shift_backward(g.const_data_ptr(), x.const_data_ptr(),
+                              excite ? yf.const_data_ptr() : nullptr,
+                              excite ? yb.const_data_ptr() : nullptr, w.const_data_ptr(),
+                              dx.mutable_data_ptr(), excite ? dyf.mutable_data_ptr() : nullptr,
+                              excite ? dyb.mutable_data_ptr() : nullptr, dw.mutable_data_ptr(),
+                              workspace.mutable_data_ptr(), dtype, shape, current_stream()),
+               op);
+  if (excite) return {dx, dyf, dyb, dw};
+  return {dx, dw};
+}
+
+at::Tensor temporal_shift_conv_cuda(const at::Tensor& x, const at::Tensor& weight,
+                                    int64_t num_segments) {
+  return shift_forward_cuda(x, nullptr, nullptr, weight, num_segments, "temporal_shift_conv");
+}
+
+std::tuple<at::Tensor, at::Tensor> temporal_shift_conv_backward_cuda(const at::Tensor& grad,
+                                                                     const at::Tensor& x,
+                                                                     const at::Tensor& weight,
+                                                                     int64_t num_segments) {
+  auto r = shift_backward_cuda(grad, x, nullptr, nullptr, weight, num_segments,
+                               "temporal_shift_conv_backward");
+  return {r[0], r[1]};
+}
+
+at::Tensor excite_shift_cuda(const at::Tensor& x, const at::Tensor& y_fwd,
+                             const at::Tensor& y_bwd, const at::Tensor& weight,
+                             int64_t num_segments) {
+  return shift_forward_cuda(x, &y_fwd, &y_bwd, weight, num_segments, "excite_shift");
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> excite_shift_backward_cuda(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y_fwd,
+    const at::Tensor& y_bwd, const at::Tensor& weight, int64_t num_segments) {
+  auto r = shift_backward_cuda(grad, x, &y_fwd, &y_bwd, weight, num_segments,
+                               "excite_shift_backward");
+  return {r[0], r[1], r[2], r[3]};
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace tdn
+
+TORCH_LIBRARY_IMPL(tdn_ops, CUDA, m) {
+  m.impl("temporal_diff_pool", &tdn::cuda::temporal_diff_pool_cuda);
+  m.impl("temporal_diff_pool_backward", &tdn::cuda::temporal_diff_pool_backward_cuda);
+  m.impl("cross_segment_diff", &tdn::cuda::cross_segment_diff_cuda);
+  m.impl("cross_segment_diff_backward", &tdn::cuda::cross_segment_diff_backward_cuda);
+  m.impl("multiscale_sum", &tdn::cuda::multiscale_sum_cuda);
+  m.impl("multiscale_sum_backward", &tdn::cuda::multiscale_sum_backward_cuda);
+  m.impl("bidirectional_excitation", &tdn::cuda::bidirectional_excitation_cuda);
+  m.impl("bidirectional_excitation_backward",
+         &tdn::cuda::bidirectional_excitation_backward_cuda);
+  m.impl("temporal_shift_conv", &tdn::cuda::temporal_shift_conv_cuda);
+  m.impl("temporal_shift_conv_backward", &tdn::cuda::temporal_shift_conv_backward_cuda);
+  m.impl("excite_shift", &tdn::cuda::excite_shift_cuda);
+  m.impl("excite_shift_backward", &tdn::cuda::excite_shift_backward_cuda);
+  m.impl("lateral_fuse", &tdn::cuda::lateral_fuse_cuda);
+  m.impl("lateral_fuse_backward", &tdn::cuda::lateral_fuse_backward_cuda);
+}
