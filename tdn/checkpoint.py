@@ -36,7 +36,7 @@ CLASSIFIER_PREFIX = "new_fc."
 _SHOWN = 8  # how many keys a report lists per category
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ValueError):
     """A checkpoint does not fit the model, or the file cannot be read."""
 
 

@@ -1,0 +1,1 @@
+"""Subcommands of the ``tdn`` command line; see :mod:`tdn.cli` for the module contract."""
