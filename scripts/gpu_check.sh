@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The GPU check of tdn_ops, for a GPU machine without network access (about 6-9 minutes on
+# an H100): versions -> build the extension with the CUDA kernels -> GPU operator tests ->
+# compute-sanitizer memcheck and racecheck on every operator -> benchmark -> summary.
+#
+#   scripts/gpu_check.sh [OUTPUT_DIR]
+#
+# OUTPUT_DIR defaults to $OUT when set (the device tool's result folder), else
+# benchmarks/results/gpu-run. Everything goes there: one log per step, steps.tsv (step, exit
+# status, seconds), versions.json, pytest.xml, sanitizer logs, bench/ (the benchmark's CSV,
+# JSON and plots) and summary.md / summary.json. The summary is also copied to
+# benchmarks/results/gpu-<device>-<date>.md in the checkout, ready to commit.
+#
+# Environment: TDN_COMMIT (the commit being checked, recorded when there is no .git),
+# TDN_GPU_BUDGET_S (total seconds, default 570: later steps shrink to fit),
+# TORCH_CUDA_ARCH_LIST (default: the device's own architecture), PYTHON (default: python).
+# Needs torch with CUDA and nvcc; Triton and compute-sanitizer are optional (recorded as
+# missing). The script always runs every step it can and exits non-zero if any step failed.
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${1:-${OUT:-$root/benchmarks/results/gpu-run}}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+py="${PYTHON:-python}"
+budget="${TDN_GPU_BUDGET_S:-570}"
+start=$(date +%s)
+steps="$out/steps.tsv"
+printf 'step\tstatus\tseconds\n' >"$steps"
+failed=0
+
+elapsed() { echo $(( $(date +%s) - start )); }
+remaining() { echo $(( budget - $(elapsed) )); }
+
+# run_step NAME TIMEOUT_S CMD...: runs CMD with its output in $out/NAME.log, records status.
+run_step() {
+  local name="$1" limit="$2"
+  shift 2
+  local left
+  left=$(remaining)
+  if (( left < 20 )); then
+    printf '%s\tskipped (time budget)\t0\n' "$name" >>"$steps"
+    echo "== $name: skipped, time budget spent"
+    return 0
+  fi
+  (( limit > left - 10 )) && limit=$(( left - 10 ))
+  echo "== $name (limit ${limit}s)"
+  local t0 rc
+  t0=$(date +%s)
+  timeout --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
+  rc=$?
+  printf '%s\t%s\t%s\n' "$name" "$rc" $(( $(date +%s) - t0 )) >>"$steps"
+  tail -n 5 "$out/$name.log"
+  if (( rc != 0 )); then
+    echo "!! $name failed with status $rc (log: $out/$name.log)"
+    failed=1
+  fi
+  return $rc
+}
+
+# --- versions ------------------------------------------------------------------------------
+export TDN_COMMIT="${TDN_COMMIT:-$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)}"
+run_step versions 60 "$py" "$root/scripts/gpu_report.py" versions "$out/versions.json"
+
+# --- build ---------------------------------------------------------------------------------
+if [[ -z "${TORCH_CUDA_ARCH_LIST:-}" ]]; then
+  TORCH_CUDA_ARCH_LIST="$("$py" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null || echo "8.0;9.0")"
+  export TORCH_CUDA_ARCH_LIST
+fi
+export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+(
+  cd "$root" &&
+    run_step build 300 env TDN_OPS_CUDA=1 "$py" -m pip install --no-build-isolation --no-deps \
+      --no-input -v .
+)
+build_rc=$?
+(( build_rc != 0 )) && failed=1
+
+# Everything below imports the *installed* package: run from $out, where no tdn_ops/ shadows it.
+cd "$out"
+run_step kernels 60 "$py" "$root/scripts/gpu_report.py" check-kernels
+
+# --- tests ---------------------------------------------------------------------------------
+tests=("$root/tests/test_gpu.py")
+[[ -f "$root/tests/test_triton.py" ]] && tests+=("$root/tests/test_triton.py")
+run_step pytest 240 "$py" -m pytest "${tests[@]}" -q -rs --maxfail=50 --rootdir "$root" \
+  -p no:cacheprovider --junitxml="$out/pytest.xml"
+
+# --- compute-sanitizer ---------------------------------------------------------------------
+sanitizer="$(command -v compute-sanitizer || true)"
+for dir in "${CUDA_HOME:-}" /usr/local/cuda; do
+  [[ -z "$sanitizer" && -n "$dir" && -x "$dir/bin/compute-sanitizer" ]] && sanitizer="$dir/bin/compute-sanitizer"
+done
+if [[ -n "$sanitizer" ]]; then
+  for tool in memcheck racecheck; do
+    run_step "sanitizer-$tool" 120 "$sanitizer" --tool "$tool" --error-exitcode 1 \
+      --print-limit 50 "$py" "$root/scripts/gpu_report.py" exercise
+  done
+else
+  printf 'sanitizer\tskipped (compute-sanitizer not found)\t0\n' >>"$steps"
+  echo "== sanitizer: compute-sanitizer not found, skipped"
+fi
+
+# --- benchmark -----------------------------------------------------------------------------
+bench="$root/benchmarks/bench_tdm.py"
+if [[ -f "$bench" ]]; then
+  help="$("$py" "$bench" --help 2>&1 || true)"
+  args=()
+  for flag in --device:cuda --dtype:float32,bfloat16 --output-dir:"$out/bench"; do
+    name="${flag%%:*}"
+    grep -q -- "$name" <<<"$help" && args+=("$name" "${flag#*:}")
+  done
+  grep -q -- "--full" <<<"$help" && args+=(--full)
+  grep -q -- "--no-progress" <<<"$help" && args+=(--no-progress)
+  # The benchmark gets what is left, keeping 30 s for the summary.
+  run_step bench $(( $(remaining) - 30 )) "$py" "$bench" "${args[@]}"
+else
+  printf 'bench\tskipped (benchmarks/bench_tdm.py missing)\t0\n' >>"$steps"
+fi
+
+# --- summary -------------------------------------------------------------------------------
+"$py" "$root/scripts/gpu_report.py" summarize "$out" --copy-to "$root/benchmarks/results" ||
+  failed=1
+echo "== done in $(elapsed)s; results in $out"
+exit $failed
