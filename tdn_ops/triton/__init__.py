@@ -1,0 +1,65 @@
+"""Triton kernels for the seven tdn_ops operators (``backend="triton"``).
+
+``tdn_ops.triton.<op>(*args)`` takes the arguments positionally exactly as the native operator
+``torch.ops.tdn_ops.<op>`` does, already checked (the public functions in :mod:`tdn_ops` do
+that) and differentiable with respect to every tensor input.
+
+* On CUDA tensors each operator is a ``torch.library.triton_op`` in the ``tdn_ops_triton``
+  namespace with its backward registered, so torch.compile traces through it.
+* Under ``TRITON_INTERPRET=1`` the same kernels run on CPU tensors through a plain
+  ``torch.autograd.Function`` (see :mod:`tdn_ops.triton._wiring`).
+
+Modules, one per operator family: ``_pooling`` (temporal_diff_pool, cross_segment_diff),
+``_upsample`` (multiscale_sum, lateral_fuse), ``_temporal`` (bidirectional_excitation,
+temporal_shift_conv, excite_shift).
+
+Importing this package never fails: without an importable Triton, :data:`AVAILABLE` is False
+(:data:`IMPORT_ERROR` says why) and the dispatcher falls back to other backends.
+"""
+
+OPERATORS = (
+    "temporal_diff_pool",
+    "cross_segment_diff",
+    "multiscale_sum",
+    "bidirectional_excitation",
+    "temporal_shift_conv",
+    "excite_shift",
+    "lateral_fuse",
+)
+
+IMPORT_ERROR: str | None = None
+try:
+    import triton  # noqa: F401
+    import triton.language  # noqa: F401
+except Exception as exc:  # ImportError, or a broken installation failing at import
+    IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+
+if IMPORT_ERROR is None:
+    from ._common import INTERPRET
+    from ._pooling import cross_segment_diff, temporal_diff_pool
+    from ._temporal import bidirectional_excitation, excite_shift, temporal_shift_conv
+    from ._upsample import lateral_fuse, multiscale_sum
+    from ._wiring import NAMESPACE
+
+    AVAILABLE = True
+else:
+    AVAILABLE = False
+    INTERPRET = False
+    NAMESPACE = "tdn_ops_triton"
+
+    def _unavailable(name):
+        def op(*args, **kwargs):
+            raise RuntimeError(f"tdn_ops.triton.{name} needs Triton, which cannot be imported "
+                               f"({IMPORT_ERROR})")
+        op.__name__ = op.__qualname__ = name
+        return op
+
+    temporal_diff_pool = _unavailable("temporal_diff_pool")
+    cross_segment_diff = _unavailable("cross_segment_diff")
+    multiscale_sum = _unavailable("multiscale_sum")
+    bidirectional_excitation = _unavailable("bidirectional_excitation")
+    temporal_shift_conv = _unavailable("temporal_shift_conv")
+    excite_shift = _unavailable("excite_shift")
+    lateral_fuse = _unavailable("lateral_fuse")
+
+__all__ = ["AVAILABLE", "IMPORT_ERROR", "INTERPRET", "NAMESPACE", "OPERATORS", *OPERATORS]
