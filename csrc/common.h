@@ -19,9 +19,7 @@ inline at::MemoryFormat layout_of(const at::Tensor& t) {
   return at::MemoryFormat::Contiguous;
 }
 
-inline bool is_channels_last(at::MemoryFormat fmt) {
-  return fmt == at::MemoryFormat::ChannelsLast;
-}
+inline bool is_channels_last(at::MemoryFormat fmt) { return fmt == at::MemoryFormat::ChannelsLast; }
 
 // A 4-D tensor of `sizes` in `fmt`.
 inline at::Tensor empty_4d(const at::Tensor& ref, at::IntArrayRef sizes, at::MemoryFormat fmt) {
@@ -29,8 +27,8 @@ inline at::Tensor empty_4d(const at::Tensor& ref, at::IntArrayRef sizes, at::Mem
 }
 
 // A (2, B, C, H, W) tensor whose halves are 4-D tensors in `fmt`.
-inline at::Tensor empty_stacked(const at::Tensor& ref, int64_t b, int64_t c, int64_t h,
-                                int64_t w, at::MemoryFormat fmt) {
+inline at::Tensor empty_stacked(const at::Tensor& ref, int64_t b, int64_t c, int64_t h, int64_t w,
+                                at::MemoryFormat fmt) {
   if (is_channels_last(fmt)) {
     return at::empty({2, b, h, w, c}, ref.options()).permute({0, 1, 4, 2, 3});
   }
@@ -64,16 +62,16 @@ inline std::vector<int64_t> nearest_inverse(int64_t in_size, int64_t out_size) {
 }
 
 inline void check_floating(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), name,
-              " must be a floating-point tensor, got ", t.scalar_type());
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), name, " must be a floating-point tensor, got ",
+              t.scalar_type());
 }
 
 inline void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref,
                        const char* ref_name) {
-  TORCH_CHECK(t.device() == ref.device(), name, " is on ", t.device(), " but ", ref_name,
-              " is on ", ref.device());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), name, " has dtype ", t.scalar_type(),
-              " but ", ref_name, " has dtype ", ref.scalar_type());
+  TORCH_CHECK(t.device() == ref.device(), name, " is on ", t.device(), " but ", ref_name, " is on ",
+              ref.device());
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), name, " has dtype ", t.scalar_type(), " but ",
+              ref_name, " has dtype ", ref.scalar_type());
 }
 
 inline void check_same_shape(const at::Tensor& t, const char* name, const at::Tensor& ref,

@@ -13,9 +13,9 @@
 // An empty module: importing tdn_ops._C runs the static registrations below. PyMODINIT_FUNC
 // declares it extern "C" and exported (the library is built with -fvisibility=hidden).
 PyMODINIT_FUNC PyInit__C(void) {
-  static struct PyModuleDef module_def = {
-      PyModuleDef_HEAD_INIT, "_C", "tdn_ops native kernels (operators in torch.ops.tdn_ops)", -1,
-      nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C",
+                                          "tdn_ops native kernels (operators in torch.ops.tdn_ops)",
+                                          -1, nullptr};
   return PyModule_Create(&module_def);
 }
 

@@ -48,7 +48,10 @@ def test_gradcheck_float64(case):
         return fused(*full, backend="cpu")
 
     tensors = [args[i] for i in tensor_positions(args)]
-    assert torch.autograd.gradcheck(fn, tensors, eps=1e-6, atol=1e-7, rtol=1e-5)
+    # The full Jacobian of the larger cases would take gigabytes: check those through random
+    # projections (gradcheck's fast mode), the small ones element by element.
+    fast = sum(t.numel() for t in tensors) > 1500
+    assert torch.autograd.gradcheck(fn, tensors, eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=fast)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

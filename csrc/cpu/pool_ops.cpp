@@ -50,35 +50,38 @@ at::Tensor temporal_diff_pool_cpu(const at::Tensor& x_in, int64_t frames, int64_
     if (!is_channels_last(fmt)) {
       // One output row per task: plane j of the output from planes j+c and j of the input.
       const int64_t rows = B * Cout * Ho;
-      at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / (Wo * k * k)), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const int64_t oh = r % Ho, j = (r / Ho) % Cout, b = r / (Ho * Cout);
-          const scalar_t* lo = px + (b * Cin + j) * H * W;
-          const scalar_t* hi = lo + c * H * W;
-          auto diff = [&](int64_t i) { return static_cast<A>(hi[i]) - static_cast<A>(lo[i]); };
-          scalar_t* dst = po + ((b * Cout + j) * Ho + oh) * Wo;
-          for (int64_t ow = 0; ow < Wo; ++ow)
-            dst[ow] = static_cast<scalar_t>(window_mean<A>(diff, oh, ow, 0, k, W, 1));
-        }
-      });
+      at::parallel_for(
+          0, rows, std::max<int64_t>(1, kGrain / (Wo * k * k)), [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+              const int64_t oh = r % Ho, j = (r / Ho) % Cout, b = r / (Ho * Cout);
+              const scalar_t* lo = px + (b * Cin + j) * H * W;
+              const scalar_t* hi = lo + c * H * W;
+              auto diff = [&](int64_t i) { return static_cast<A>(hi[i]) - static_cast<A>(lo[i]); };
+              scalar_t* dst = po + ((b * Cout + j) * Ho + oh) * Wo;
+              for (int64_t ow = 0; ow < Wo; ++ow)
+                dst[ow] = static_cast<scalar_t>(window_mean<A>(diff, oh, ow, 0, k, W, 1));
+            }
+          });
     } else {
       // One output pixel row per task; inside a pixel, out channel v reads x channels v+c, v.
       const int64_t rows = B * Ho;
-      at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / (Wo * Cin * k * k)), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const int64_t oh = r % Ho, b = r / Ho;
-          const scalar_t* plane = px + b * H * W * Cin;
-          scalar_t* dst = po + (b * Ho + oh) * Wo * Cout;
-          for (int64_t ow = 0; ow < Wo; ++ow) {
-            for (int64_t v = 0; v < Cout; ++v) {
-              auto diff = [&](int64_t i) {
-                return static_cast<A>(plane[i + c]) - static_cast<A>(plane[i]);
-              };
-              dst[ow * Cout + v] = static_cast<scalar_t>(window_mean<A>(diff, oh, ow, v, k, W, Cin));
+      at::parallel_for(
+          0, rows, std::max<int64_t>(1, kGrain / (Wo * Cin * k * k)), [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+              const int64_t oh = r % Ho, b = r / Ho;
+              const scalar_t* plane = px + b * H * W * Cin;
+              scalar_t* dst = po + (b * Ho + oh) * Wo * Cout;
+              for (int64_t ow = 0; ow < Wo; ++ow) {
+                for (int64_t v = 0; v < Cout; ++v) {
+                  auto diff = [&](int64_t i) {
+                    return static_cast<A>(plane[i + c]) - static_cast<A>(plane[i]);
+                  };
+                  dst[ow * Cout + v] =
+                      static_cast<scalar_t>(window_mean<A>(diff, oh, ow, v, k, W, Cin));
+                }
+              }
             }
-          }
-        }
-      });
+          });
     }
   });
   return out;
@@ -130,26 +133,30 @@ at::Tensor temporal_diff_pool_backward_cpu(const at::Tensor& g_in, int64_t frame
     } else {
       // Input pixel row (b, h); inside a pixel, channel j takes +G[j-c] and -G[j].
       const int64_t rows = B * H;
-      at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / (W * Cin)), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const int64_t h = r % H, b = r / H;
-          scalar_t* dst = px + r * W * Cin;
-          if (h >= Ho * k) {
-            std::fill(dst, dst + W * Cin, zero);
-            continue;
-          }
-          const scalar_t* grow = pg + (b * Ho + h / k) * Wo * Cout;
-          for (int64_t w = 0; w < Wo * k; ++w) {
-            const scalar_t* G = grow + (w / k) * Cout;
-            scalar_t* d = dst + w * Cin;
-            for (int64_t j = 0; j < c; ++j) d[j] = static_cast<scalar_t>(-static_cast<A>(G[j]) / kk);
-            for (int64_t j = c; j < Cout; ++j)
-              d[j] = static_cast<scalar_t>(static_cast<A>(G[j - c]) / kk - static_cast<A>(G[j]) / kk);
-            for (int64_t j = Cout; j < Cin; ++j) d[j] = static_cast<scalar_t>(static_cast<A>(G[j - c]) / kk);
-          }
-          std::fill(dst + Wo * k * Cin, dst + W * Cin, zero);
-        }
-      });
+      at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / (W * Cin)),
+                       [&](int64_t r0, int64_t r1) {
+                         for (int64_t r = r0; r < r1; ++r) {
+                           const int64_t h = r % H, b = r / H;
+                           scalar_t* dst = px + r * W * Cin;
+                           if (h >= Ho * k) {
+                             std::fill(dst, dst + W * Cin, zero);
+                             continue;
+                           }
+                           const scalar_t* grow = pg + (b * Ho + h / k) * Wo * Cout;
+                           for (int64_t w = 0; w < Wo * k; ++w) {
+                             const scalar_t* G = grow + (w / k) * Cout;
+                             scalar_t* d = dst + w * Cin;
+                             for (int64_t j = 0; j < c; ++j)
+                               d[j] = static_cast<scalar_t>(-static_cast<A>(G[j]) / kk);
+                             for (int64_t j = c; j < Cout; ++j)
+                               d[j] = static_cast<scalar_t>(static_cast<A>(G[j - c]) / kk -
+                                                            static_cast<A>(G[j]) / kk);
+                             for (int64_t j = Cout; j < Cin; ++j)
+                               d[j] = static_cast<scalar_t>(static_cast<A>(G[j - c]) / kk);
+                           }
+                           std::fill(dst + Wo * k * Cin, dst + W * Cin, zero);
+                         }
+                       });
     }
   });
   return gx;
@@ -243,13 +250,13 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cpu(const at::Tensor& feat
 std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cpu(const at::Tensor& gd_in,
                                                                    const at::Tensor& gp_in,
                                                                    int64_t num_segments) {
-  TORCH_CHECK(gd_in.dim() == 5 && gd_in.size(0) == 2,
-              "grad_diff must be (2, N*T, c, H, W), got ", gd_in.sizes());
+  TORCH_CHECK(gd_in.dim() == 5 && gd_in.size(0) == 2, "grad_diff must be (2, N*T, c, H, W), got ",
+              gd_in.sizes());
   TORCH_CHECK(gp_in.dim() == 5 && gp_in.size(0) == 2 && gp_in.size(1) == gd_in.size(1) &&
                   gp_in.size(2) == gd_in.size(2) && gp_in.size(3) == gd_in.size(3) / 2 &&
                   gp_in.size(4) == gd_in.size(4) / 2,
-              "grad_pooled must be (2, N*T, c, H//2, W//2) for grad_diff ", gd_in.sizes(),
-              ", got ", gp_in.sizes());
+              "grad_pooled must be (2, N*T, c, H//2, W//2) for grad_diff ", gd_in.sizes(), ", got ",
+              gp_in.sizes());
   check_like(gp_in, "grad_pooled", gd_in, "grad_diff");
   const auto fmt = layout_of(gd_in[0]);
   const at::Tensor gd[2] = {gd_in[0].contiguous(fmt), gd_in[1].contiguous(fmt)};

@@ -25,7 +25,8 @@ namespace {
 // Vectorised rows (acc_t arithmetic)
 
 template <typename A>
-TDN_VECTORIZE void excitation_row(const A* __restrict__ x, const A* __restrict__ yf, const A* __restrict__ yb, A* __restrict__ out, int64_t n) {
+TDN_VECTORIZE void excitation_row(const A* __restrict__ x, const A* __restrict__ yf,
+                                  const A* __restrict__ yb, A* __restrict__ out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const A sf = sigmoid_acc(yf[i]);
     const A sb = sigmoid_acc(yb[i]);
@@ -34,8 +35,10 @@ TDN_VECTORIZE void excitation_row(const A* __restrict__ x, const A* __restrict__
 }
 
 template <typename A>
-TDN_VECTORIZE void excitation_backward_row(const A* __restrict__ g, const A* __restrict__ x, const A* __restrict__ yf, const A* __restrict__ yb,
-                                           A* __restrict__ dx, A* __restrict__ dyf, A* __restrict__ dyb, int64_t n) {
+TDN_VECTORIZE void excitation_backward_row(const A* __restrict__ g, const A* __restrict__ x,
+                                           const A* __restrict__ yf, const A* __restrict__ yb,
+                                           A* __restrict__ dx, A* __restrict__ dyf,
+                                           A* __restrict__ dyb, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const A sf = sigmoid_acc(yf[i]);
     const A sb = sigmoid_acc(yb[i]);
@@ -48,8 +51,9 @@ TDN_VECTORIZE void excitation_backward_row(const A* __restrict__ g, const A* __r
 
 // e = x * gate, keeping the sigmoids for the backward.
 template <typename A>
-TDN_VECTORIZE void excite_keep_row(const A* __restrict__ x, const A* __restrict__ yf, const A* __restrict__ yb, A* __restrict__ e, A* __restrict__ sf, A* __restrict__ sb,
-                                   int64_t n) {
+TDN_VECTORIZE void excite_keep_row(const A* __restrict__ x, const A* __restrict__ yf,
+                                   const A* __restrict__ yb, A* __restrict__ e, A* __restrict__ sf,
+                                   A* __restrict__ sb, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const A f = sigmoid_acc(yf[i]);
     const A b = sigmoid_acc(yb[i]);
@@ -60,16 +64,21 @@ TDN_VECTORIZE void excite_keep_row(const A* __restrict__ x, const A* __restrict_
 }
 
 template <typename A>
-TDN_VECTORIZE void shift_row(const A* __restrict__ w0, const A* __restrict__ w1, const A* __restrict__ w2, const A* __restrict__ prev,
-                             const A* __restrict__ cur, const A* __restrict__ next, A* __restrict__ out, int64_t n) {
+TDN_VECTORIZE void shift_row(const A* __restrict__ w0, const A* __restrict__ w1,
+                             const A* __restrict__ w2, const A* __restrict__ prev,
+                             const A* __restrict__ cur, const A* __restrict__ next,
+                             A* __restrict__ out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = w0[i] * prev[i] + w1[i] * cur[i] + w2[i] * next[i];
 }
 
 // Gradient of the shift's input (transposed taps), accumulating the weight gradient.
 template <typename A>
-TDN_VECTORIZE void shift_backward_row(const A* __restrict__ w0, const A* __restrict__ w1, const A* __restrict__ w2, const A* __restrict__ g_prev,
-                                      const A* __restrict__ g_cur, const A* __restrict__ g_next, const A* __restrict__ e_prev,
-                                      const A* __restrict__ e_cur, const A* __restrict__ e_next, A* __restrict__ ge, A* __restrict__ acc0, A* __restrict__ acc1,
+TDN_VECTORIZE void shift_backward_row(const A* __restrict__ w0, const A* __restrict__ w1,
+                                      const A* __restrict__ w2, const A* __restrict__ g_prev,
+                                      const A* __restrict__ g_cur, const A* __restrict__ g_next,
+                                      const A* __restrict__ e_prev, const A* __restrict__ e_cur,
+                                      const A* __restrict__ e_next, A* __restrict__ ge,
+                                      A* __restrict__ acc0, A* __restrict__ acc1,
                                       A* __restrict__ acc2, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     ge[i] = w0[i] * g_next[i] + w1[i] * g_cur[i] + w2[i] * g_prev[i];
@@ -81,8 +90,10 @@ TDN_VECTORIZE void shift_backward_row(const A* __restrict__ w0, const A* __restr
 
 // Chain the shift input's gradient `ge` through the excitation.
 template <typename A>
-TDN_VECTORIZE void excite_backward_row(const A* __restrict__ ge, const A* __restrict__ x, const A* __restrict__ sf, const A* __restrict__ sb, A* __restrict__ dx,
-                                       A* __restrict__ dyf, A* __restrict__ dyb, int64_t n) {
+TDN_VECTORIZE void excite_backward_row(const A* __restrict__ ge, const A* __restrict__ x,
+                                       const A* __restrict__ sf, const A* __restrict__ sb,
+                                       A* __restrict__ dx, A* __restrict__ dyf, A* __restrict__ dyb,
+                                       int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const A f = sf[i];
     const A b = sb[i];
@@ -152,8 +163,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bidirectional_excitation_backward
         const int64_t i0 = blk * kChunk, len = std::min(kChunk, n - i0);
         A *a = out_acc(pdx + i0, o1), *b = out_acc(pdf + i0, o2), *c = out_acc(pdb + i0, o3);
         excitation_backward_row(load_acc(pg + i0, bg, len), load_acc(px + i0, bx, len),
-                                load_acc(pf + i0, bf, len), load_acc(pb + i0, bb, len), a, b,
-                                c, len);
+                                load_acc(pf + i0, bf, len), load_acc(pb + i0, bb, len), a, b, c,
+                                len);
         store_acc(pdx + i0, a, len);
         store_acc(pdf + i0, b, len);
         store_acc(pdb + i0, c, len);
@@ -216,8 +227,8 @@ struct ShiftGeometry {
 
 // Taps of each element of a chunk: w_k[i] = weight[channel(i), 0, k].
 template <typename A>
-void fill_taps(const ShiftGeometry& geo, const A* w, int64_t len, int64_t channel0, A* w0,
-               A* w1, A* w2) {
+void fill_taps(const ShiftGeometry& geo, const A* w, int64_t len, int64_t channel0, A* w0, A* w1,
+               A* w2) {
   for (int64_t i = 0; i < len; ++i) {
     const int64_t c = geo.channels_last ? i % geo.C : channel0;
     w0[i] = w[3 * c];
@@ -402,8 +413,8 @@ std::vector<at::Tensor> shift_backward(const at::Tensor& g_in, const at::Tensor&
           A* dx_acc = out_acc(pdx + off, kExcite ? o1 : ge);
           // Without excitation the shift input's gradient is dx itself.
           A* ge_dst = kExcite ? ge : dx_acc;
-          shift_backward_row(w0, w1, w2, g_prev, g_cur, g_next, e_prev, e_cur, e_next, ge_dst,
-                             acc0, acc1, acc2, len);
+          shift_backward_row(w0, w1, w2, g_prev, g_cur, g_next, e_prev, e_cur, e_next, ge_dst, acc0,
+                             acc1, acc2, len);
           if constexpr (kExcite) {
             A *df = out_acc(pdf + off, o2), *db = out_acc(pdb + off, o3);
             excite_backward_row(ge, x_t[t % 3], sf_slot[t % 2], sb_slot[t % 2], dx_acc, df, db,

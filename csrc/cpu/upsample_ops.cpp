@@ -118,9 +118,8 @@ at::Tensor multiscale_sum_cpu(const at::Tensor& diff_in, const at::Tensor& poole
   check_floating(diff_in, "diff");
   check_same_shape(full_in, "full_branch", diff_in, "diff");
   check_like(pooled_in, "pooled_branch", diff_in, "diff");
-  TORCH_CHECK(pooled_in.dim() == diff_in.dim() &&
-                  pooled_in.sizes().slice(0, diff_in.dim() - 2) ==
-                      diff_in.sizes().slice(0, diff_in.dim() - 2),
+  TORCH_CHECK(pooled_in.dim() == diff_in.dim() && pooled_in.sizes().slice(0, diff_in.dim() - 2) ==
+                                                      diff_in.sizes().slice(0, diff_in.dim() - 2),
               "pooled_branch must match diff in every dim but the last two, got ",
               pooled_in.sizes(), " for diff ", diff_in.sizes());
   const int64_t C = diff_in.size(-3), H = diff_in.size(-2), W = diff_in.size(-1);
@@ -200,8 +199,7 @@ at::Tensor lateral_fuse_cpu(const at::Tensor& x_in, const at::Tensor& d_in, doub
 }
 
 std::tuple<at::Tensor, at::Tensor> lateral_fuse_backward_cpu(const at::Tensor& g_in, int64_t h,
-                                                             int64_t w, double alpha,
-                                                             double beta) {
+                                                             int64_t w, double alpha, double beta) {
   TORCH_CHECK(g_in.dim() == 4, "grad_out must be 4-D, got ", g_in.sizes());
   TORCH_CHECK(h >= 1 && w >= 1, "d size must be positive, got ", h, "x", w);
   const auto fmt = layout_of(g_in);
