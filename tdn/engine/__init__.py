@@ -1,24 +1,40 @@
-"""Training, evaluation and prediction engine behind ``tdn train / evaluate / predict``."""
+"""Training, evaluation and prediction engine behind ``tdn train / evaluate / predict``.
 
-from .checkpoint import (BEST_NAME, CHECKPOINT_FORMAT, LAST_NAME, atomic_torch_save,
-                         capture_rng_state, load_training_state, restore_rng_state)
-from .distributed import DistributedContext, setup_distributed, teardown_distributed
-from .evaluator import EvalConfig, average_views, collect_scores, run_evaluation
-from .inputs import batch_to_input
-from .metrics import ClassificationReport, RunningMetrics, classification_report, topk_correct
-from .modelio import load_model_for_inference
-from .optim import (BN_MODES, WarmupStepSchedule, apply_batch_norm_mode, build_optimizer,
-                    build_scheduler, freeze_batch_norm_parameters, parameter_groups)
-from .predictor import Prediction, predict_videos
-from .trainer import TrainConfig, run_training
+Names are imported on first use, so the command-line parser can import
+``tdn.engine.cli_support`` without paying for torch.
+"""
 
-__all__ = [
-    "BEST_NAME", "CHECKPOINT_FORMAT", "LAST_NAME", "atomic_torch_save", "capture_rng_state",
-    "load_training_state", "restore_rng_state", "DistributedContext", "setup_distributed",
-    "teardown_distributed", "EvalConfig", "average_views", "collect_scores", "run_evaluation",
-    "batch_to_input", "ClassificationReport", "RunningMetrics", "classification_report",
-    "topk_correct", "load_model_for_inference", "BN_MODES", "WarmupStepSchedule",
-    "apply_batch_norm_mode", "build_optimizer", "build_scheduler",
-    "freeze_batch_norm_parameters", "parameter_groups", "Prediction", "predict_videos",
-    "TrainConfig", "run_training",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "tdn.engine.checkpoint": ["BEST_NAME", "CHECKPOINT_FORMAT", "LAST_NAME", "atomic_torch_save",
+                              "capture_rng_state", "load_training_state", "restore_rng_state"],
+    "tdn.engine.distributed": ["DistributedContext", "setup_distributed",
+                               "teardown_distributed"],
+    "tdn.engine.evaluator": ["EvalConfig", "average_views", "collect_scores", "run_evaluation"],
+    "tdn.engine.inputs": ["batch_to_input"],
+    "tdn.engine.metrics": ["ClassificationReport", "RunningMetrics", "classification_report",
+                           "topk_correct"],
+    "tdn.engine.modelio": ["load_model_for_inference"],
+    "tdn.engine.optim": ["BN_MODES", "WarmupStepSchedule", "apply_batch_norm_mode",
+                         "build_optimizer", "build_scheduler", "freeze_batch_norm_parameters",
+                         "parameter_groups"],
+    "tdn.engine.predictor": ["Prediction", "predict_videos"],
+    "tdn.engine.trainer": ["TrainConfig", "run_training"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tdn.engine' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

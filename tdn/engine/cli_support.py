@@ -22,11 +22,14 @@ def setup_logging(rank: int = 0, log_file: str | None = None) -> None:
         stream._tdn_cli = True
         logger.addHandler(stream)
         logger.propagate = False
+    for old in [h for h in logger.handlers if getattr(h, "_tdn_cli_file", False)]:
+        logger.removeHandler(old)  # one log file per command run, even when run in-process
+        old.close()
     if log_file and rank == 0:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         handler = logging.FileHandler(log_file)
         handler.setFormatter(formatter)
-        handler._tdn_cli = True
+        handler._tdn_cli_file = True
         logger.addHandler(handler)
 
 
