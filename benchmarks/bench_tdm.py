@@ -63,7 +63,7 @@ def _section_module(name: str):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="bench_tdm.py", description=__doc__.split("\n\n")[0],
+        prog="bench_tdm.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sizes (--size, or the --quick / --full shortcuts):\n" + profiles.describe())
     size = parser.add_mutually_exclusive_group()

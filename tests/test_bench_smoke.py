@@ -55,7 +55,7 @@ def test_traffic_counts_each_tensor_once():
 
 def test_summarise_quantiles():
     t = timing.summarise([5.0, 1.0, 3.0, 2.0, 4.0])
-    assert (t.median_s, t.q20_s, t.q80_s, t.reps) == (3.0, 1.8, 4.2, 5)
+    assert (t.median_s, t.q20_s, t.q80_s, t.reps, t.min_s) == (3.0, 1.8, 4.2, 5, 1.0)
 
 
 def test_csv_append_keeps_old_rows_and_unions_columns(tmp_path):

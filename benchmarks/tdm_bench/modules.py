@@ -190,7 +190,8 @@ def run(ctx) -> None:
                         reference_ms = timing.median_ms
                     ctx.results.add(
                         **row, median_ms=timing.median_ms, q20_ms=timing.q20_s * 1e3,
-                        q80_ms=timing.q80_s * 1e3, reps=timing.reps,
+                        q80_ms=timing.q80_s * 1e3, min_ms=timing.min_s * 1e3,
+                        reps=timing.reps,
                         peak_mem_mb=None if peak is None else peak / 2**20,
                         speedup_vs_reference=(reference_ms / timing.median_ms
                                               if reference_ms else None))

@@ -109,5 +109,9 @@ def get(name: str, *, compile_reference: bool | None = None) -> Profile:
     return profile
 
 
-def describe() -> str:
-    return "\n".join(f"  {p.name:9s} {p.summary}" for p in PROFILES.values())
+def describe(width: int = 78) -> str:
+    """The sizes as an indented, wrapped list (for ``--help``)."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(p.summary, width, initial_indent=f"  {p.name:10s}",
+                                   subsequent_indent=" " * 12) for p in PROFILES.values())

@@ -27,7 +27,7 @@ COLUMNS = (
     "run_id", "date", "commit", "device", "device_name", "torch", "profile",
     "section", "name", "site", "impl", "pass", "dtype", "shape",
     "videos", "segments", "resolution",
-    "median_ms", "q20_ms", "q80_ms", "reps",
+    "median_ms", "q20_ms", "q80_ms", "min_ms", "reps",
     "bytes", "gbps", "copy_bw_pct", "gmacs",
     "throughput", "throughput_unit", "peak_mem_mb",
     "speedup_vs_reference", "speedup_vs_compiled",

@@ -37,6 +37,7 @@ class Timing:
     q20_s: float            # 20th and 80th percentiles: the spread a reader should expect
     q80_s: float
     reps: int
+    min_s: float            # the best case, steadier than the median on a shared machine
 
     @property
     def median_ms(self) -> float:
@@ -53,7 +54,7 @@ def summarise(samples: Sequence[float]) -> Timing:
     if not samples:
         raise ValueError("summarise needs at least one sample")
     s = sorted(samples)
-    return Timing(statistics.median(s), _quantile(s, 0.2), _quantile(s, 0.8), len(s))
+    return Timing(statistics.median(s), _quantile(s, 0.2), _quantile(s, 0.8), len(s), s[0])
 
 
 def synchronize(device: torch.device) -> None:
