@@ -14,7 +14,8 @@ Sections (``--sections``):
            memory: fused, reference, and a plain TSN ResNet-50 on the same frames
 
 A readable table and the target verdicts are printed; every figure is appended to
-<output-dir>/bench_tdm.csv and bench_tdm.json with the device, versions, commit and date, and
+<output-dir>/bench_tdm.csv (one row per measurement), bench_tdm_targets.csv (one row per target
+verdict) and bench_tdm.json (one object per run), with the device, versions, commit and date;
 PNG plots are written beside them.
 """
 
@@ -220,8 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     print(report.full_report(res.rows, res.targets))
     out_dir = args.output_dir
     results.append_csv(out_dir / "bench_tdm.csv", res.rows)
+    results.append_csv(out_dir / "bench_tdm_targets.csv", results.target_rows(res),
+                       results.TARGET_COLUMNS)
     results.append_json(out_dir / "bench_tdm.json", res.as_json())
-    written = [out_dir / "bench_tdm.csv", out_dir / "bench_tdm.json"]
+    written = [out_dir / n for n in ("bench_tdm.csv", "bench_tdm_targets.csv", "bench_tdm.json")]
     if not args.no_plots:
         try:
             from tdm_bench import plots

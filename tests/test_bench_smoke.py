@@ -98,6 +98,9 @@ def test_tiny_run_writes_csv_json_and_plots(tmp_path):
     assert len(runs[0]["rows"]) == len(rows)
     assert runs[0]["targets"], "target verdicts missing"
     assert (tmp_path / "ops_speedup_cpu.png").stat().st_size > 10_000
+    verdicts = list(csv.DictReader((tmp_path / "bench_tdm_targets.csv").open()))
+    assert len(verdicts) == len(runs[0]["targets"])
+    assert {v["status"] for v in verdicts} <= {"PASS", "MISS", "NOT MEASURED"}
 
 
 def test_tiny_modules_and_model_sections(tmp_path):

@@ -2,7 +2,8 @@
 
 Every measurement is one tidy row (:data:`COLUMNS`); a run also records its environment and its
 target verdicts. ``bench_tdm.csv`` gets one line per row with the run's identity repeated
-(run_id, date, commit, device), ``bench_tdm.json`` one object per run. Both are rewritten
+(run_id, date, commit, device), ``bench_tdm_targets.csv`` one line per target verdict, and
+``bench_tdm.json`` one object per run (environment, verdicts, rows). Both are rewritten
 atomically (temporary file + ``os.replace``), so an interrupted run never leaves half a file.
 """
 
@@ -154,10 +155,20 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def append_csv(path: Path, rows: list[dict]) -> None:
+TARGET_COLUMNS = RUN_COLUMNS + ("status", "target", "scope", "measured", "threshold", "unit",
+                                 "shortfall", "why")
+
+
+def target_rows(res: "Results") -> list[dict]:
+    """The run's target verdicts as CSV rows, with the run's identity."""
+    ident = {c: res.env.get(c) for c in RUN_COLUMNS}
+    return [dict(ident, **{k: v.get(k) for k in TARGET_COLUMNS if k in v}) for v in res.targets]
+
+
+def append_csv(path: Path, rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> None:
     """Append ``rows``; an older file with other columns is rewritten with the union."""
     old_rows: list[dict] = []
-    columns = list(COLUMNS)
+    columns = list(columns)
     if path.exists():
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
