@@ -3,9 +3,9 @@
 Conventions every kernel follows, so that one source runs compiled on CUDA and under
 ``TRITON_INTERPRET=1`` on CPU tensors:
 
-* values are loaded, converted to the accumulation type (float32, or float64 for float64
-  tensors) and converted back only on store: no half or bfloat16 arithmetic (the interpreter
-  has none, and half accumulation loses precision);
+* values are loaded, converted to the accumulation type ``ACC`` (float32, or float64 for
+  float64 tensors: constexpr ``F64``) and converted back only on store: no half or bfloat16
+  arithmetic (the interpreter has none, and half accumulation loses precision);
 * masks are block tensors (a scalar condition is always combined with a block mask);
 * index arithmetic is int64 when any tensor can reach past 2**30 elements (``INT64``): every
   product of a coordinate and a stride then has an int64 operand, so nothing overflows int32.
@@ -36,7 +36,7 @@ def elementwise_configs(*blocks_and_warps: tuple[int, int]) -> list[triton.Confi
     there is nothing to tune (benchmarking every candidate would only cost time).
     """
     if INTERPRET:
-        return [triton.Config({"BLOCK": 1024}, num_warps=4)]
+        return [triton.Config({"BLOCK": 8192}, num_warps=4)]
     return [triton.Config({"BLOCK": b}, num_warps=w) for b, w in blocks_and_warps]
 
 
@@ -72,15 +72,6 @@ def unravel_nchw(idx, C, H, W, CHANNELS_LAST: tl.constexpr):
         c = rest % C
         n = rest // C
     return n, c, h, w
-
-
-@triton.jit
-def to_acc(value, F64: tl.constexpr):
-    """``value`` in the accumulation type: float64 for float64 tensors, else float32."""
-    if F64:
-        return value.to(tl.float64)
-    else:
-        return value.to(tl.float32)
 
 
 @triton.jit
@@ -134,6 +125,6 @@ def cdiv(a: int, b: int) -> int:
 
 __all__ = [
     "INTERPRET", "ELEMENTWISE_CONFIGS", "elementwise_configs", "block_offsets", "unravel_nchw",
-    "to_acc", "sigmoid", "needs_int64", "is_f64", "is_channels_last", "dense_in_layout_of",
+    "sigmoid", "needs_int64", "is_f64", "is_channels_last", "dense_in_layout_of",
     "fp32", "grid_1d", "cdiv",
 ]

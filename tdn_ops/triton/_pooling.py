@@ -12,7 +12,7 @@ import triton.language as tl
 
 from .._layout import empty_like_layout, empty_stacked_like_layout
 from ._common import (ELEMENTWISE_CONFIGS, block_offsets, elementwise_configs, grid_1d,
-                      is_channels_last, is_f64, needs_int64, to_acc, unravel_nchw)
+                      is_channels_last, is_f64, needs_int64, unravel_nchw)
 from ._wiring import define_operator
 
 __all__ = ["temporal_diff_pool", "cross_segment_diff"]
@@ -30,6 +30,7 @@ def _diff_pool_fwd_kernel(
     K: tl.constexpr, CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr, F64: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
+    ACC = tl.float64 if F64 else tl.float32
     # out[n, i*c + j] = avgpool_K(x[n, (i+1)*c + j] - x[n, i*c + j]): the "current" frame's
     # channel equals the output channel, the next frame's is c further.
     offs = block_offsets(BLOCK, INT64)
@@ -37,14 +38,14 @@ def _diff_pool_fwd_kernel(
     n, ch, ho, wo = unravel_nchw(offs, C_OUT, H_OUT, W_OUT, CHANNELS_LAST)
     cur_base = n * sx_n + ch * sx_c
     next_base = n * sx_n + (ch + frame_channels) * sx_c
-    acc = to_acc(tl.zeros([BLOCK], dtype=tl.float32), F64)
+    acc = tl.zeros([BLOCK], dtype=ACC)
     for dy in tl.static_range(K):
         h = ho * K + dy
         for dx in tl.static_range(K):
             w = wo * K + dx
             pix = h * sx_h + w * sx_w
-            cur = to_acc(tl.load(x_ptr + cur_base + pix, mask=mask, other=0.0), F64)
-            nxt = to_acc(tl.load(x_ptr + next_base + pix, mask=mask, other=0.0), F64)
+            cur = tl.load(x_ptr + cur_base + pix, mask=mask, other=0.0).to(ACC)
+            nxt = tl.load(x_ptr + next_base + pix, mask=mask, other=0.0).to(ACC)
             acc += nxt - cur
     out = acc / (K * K)
     tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
@@ -58,6 +59,7 @@ def _diff_pool_bwd_kernel(
     K: tl.constexpr, CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr, F64: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
+    ACC = tl.float64 if F64 else tl.float32
     # Frame j enters difference j-1 with + and difference j with -:
     # grad_x[ch] = G[ch - c] - G[ch], G = grad_out[.., h//K, w//K] / K^2, zero outside the
     # pooled area and for differences that do not exist (first/last frame).
@@ -70,9 +72,9 @@ def _diff_pool_bwd_kernel(
     has_prev = inside & (ch >= frame_channels)
     has_next = inside & (ch < C_OUT)
     pix = n * sg_n + ho * sg_h + wo * sg_w
-    g_prev = to_acc(tl.load(g_ptr + pix + (ch - frame_channels) * sg_c, mask=has_prev,
-                            other=0.0), F64)
-    g_next = to_acc(tl.load(g_ptr + pix + ch * sg_c, mask=has_next, other=0.0), F64)
+    g_prev = tl.load(g_ptr + pix + (ch - frame_channels) * sg_c, mask=has_prev,
+                            other=0.0).to(ACC)
+    g_next = tl.load(g_ptr + pix + ch * sg_c, mask=has_next, other=0.0).to(ACC)
     grad = g_prev / (K * K) - g_next / (K * K)
     tl.store(gx_ptr + offs, grad.to(gx_ptr.dtype.element_ty), mask=mask)
 
@@ -132,6 +134,7 @@ def _cross_diff_fwd_kernel(
     sd_dir, sd_n, sd_c, sd_h, sd_w, sp_dir, sp_n, sp_c, sp_h, sp_w,
     CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    ACC = tl.float64 if F64 else tl.float32
     # One lane per 2x2 cell (ceil(H/2) x ceil(W/2) of them, so an odd last row/column is
     # covered): it writes the cell's (up to) 4 pixels of both differences and, for whole cells,
     # their averages. Inputs are read once.
@@ -141,20 +144,18 @@ def _cross_diff_fwd_kernel(
     t = n % T
     has_next = mask & (t < T - 1)  # fwd[t] = aligned[t+1] - feat[t]; zero for the last segment
     has_prev = mask & (t >= 1)     # bwd[t] = aligned[t-1] - feat[t]; zero for the first
-    sum_fwd = to_acc(tl.zeros([BLOCK], dtype=tl.float32), F64)
-    sum_bwd = to_acc(tl.zeros([BLOCK], dtype=tl.float32), F64)
+    sum_fwd = tl.zeros([BLOCK], dtype=ACC)
+    sum_bwd = tl.zeros([BLOCK], dtype=ACC)
     for dy in tl.static_range(2):
         h = hc * 2 + dy
         for dx in tl.static_range(2):
             w = wc * 2 + dx
             valid = mask & (h < H) & (w < W)
-            f = to_acc(tl.load(feat_ptr + n * sf_n + c * sf_c + h * sf_h + w * sf_w,
-                               mask=valid, other=0.0), F64)
+            f = tl.load(feat_ptr + n * sf_n + c * sf_c + h * sf_h + w * sf_w,
+                               mask=valid, other=0.0).to(ACC)
             a_pix = aligned_ptr + c * sa_c + h * sa_h + w * sa_w
-            a_next = to_acc(tl.load(a_pix + (n + 1) * sa_n, mask=valid & has_next, other=0.0),
-                            F64)
-            a_prev = to_acc(tl.load(a_pix + (n - 1) * sa_n, mask=valid & has_prev, other=0.0),
-                            F64)
+            a_next = tl.load(a_pix + (n + 1) * sa_n, mask=valid & has_next, other=0.0).to(ACC)
+            a_prev = tl.load(a_pix + (n - 1) * sa_n, mask=valid & has_prev, other=0.0).to(ACC)
             fwd = tl.where(has_next, a_next - f, 0.0)
             bwd = tl.where(has_prev, a_prev - f, 0.0)
             d_out = diff_ptr + n * sd_n + c * sd_c + h * sd_h + w * sd_w
@@ -173,10 +174,11 @@ def _direction_grad(gd_ptr, gp_ptr, n, c, h, w, ho, wo, mask, inside,
                     sd_n, sd_c, sd_h, sd_w, sp_n, sp_c, sp_h, sp_w, F64: tl.constexpr):
     """G = grad_diff + grad_pooled/4 (the pooled part only inside the pooled area), zero where
     ``mask`` is off."""
-    gd = to_acc(tl.load(gd_ptr + n * sd_n + c * sd_c + h * sd_h + w * sd_w, mask=mask,
-                        other=0.0), F64)
-    gp = to_acc(tl.load(gp_ptr + n * sp_n + c * sp_c + ho * sp_h + wo * sp_w,
-                        mask=mask & inside, other=0.0), F64)
+    ACC = tl.float64 if F64 else tl.float32
+    gd = tl.load(gd_ptr + n * sd_n + c * sd_c + h * sd_h + w * sd_w, mask=mask,
+                        other=0.0).to(ACC)
+    gp = tl.load(gp_ptr + n * sp_n + c * sp_c + ho * sp_h + wo * sp_w,
+                        mask=mask & inside, other=0.0).to(ACC)
     return gd + gp * 0.25
 
 

@@ -21,7 +21,7 @@ import triton.language as tl
 from .._layout import empty_like_layout
 from ._common import (ELEMENTWISE_CONFIGS, INTERPRET, block_offsets, cdiv, dense_in_layout_of,
                       elementwise_configs, grid_1d, is_channels_last, is_f64, needs_int64,
-                      sigmoid, to_acc)
+                      sigmoid)
 from ._wiring import define_operator
 
 __all__ = ["bidirectional_excitation", "temporal_shift_conv", "excite_shift"]
@@ -40,10 +40,11 @@ def _excite(x, y_fwd, y_bwd):
 @triton.jit
 def _load_excited(x_ptr, yf_ptr, yb_ptr, offs, mask, EXCITE: tl.constexpr, F64: tl.constexpr):
     """e at ``offs`` (zero where ``mask`` is off); plain x when not ``EXCITE``."""
-    x = to_acc(tl.load(x_ptr + offs, mask=mask, other=0.0), F64)
+    ACC = tl.float64 if F64 else tl.float32
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
     if EXCITE:
-        yf = to_acc(tl.load(yf_ptr + offs, mask=mask, other=0.0), F64)
-        yb = to_acc(tl.load(yb_ptr + offs, mask=mask, other=0.0), F64)
+        yf = tl.load(yf_ptr + offs, mask=mask, other=0.0).to(ACC)
+        yb = tl.load(yb_ptr + offs, mask=mask, other=0.0).to(ACC)
         x = _excite(x, yf, yb)
     return x
 
@@ -73,12 +74,13 @@ def _excitation_grads(g, x, yf, yb):
 @triton.jit
 def _excitation_bwd_kernel(g_ptr, x_ptr, yf_ptr, yb_ptr, dx_ptr, dyf_ptr, dyb_ptr, n_elem,
                            INT64: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr):
+    ACC = tl.float64 if F64 else tl.float32
     offs = block_offsets(BLOCK, INT64)
     mask = offs < n_elem
-    g = to_acc(tl.load(g_ptr + offs, mask=mask, other=0.0), F64)
-    x = to_acc(tl.load(x_ptr + offs, mask=mask, other=0.0), F64)
-    yf = to_acc(tl.load(yf_ptr + offs, mask=mask, other=0.0), F64)
-    yb = to_acc(tl.load(yb_ptr + offs, mask=mask, other=0.0), F64)
+    g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(ACC)
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
+    yf = tl.load(yf_ptr + offs, mask=mask, other=0.0).to(ACC)
+    yb = tl.load(yb_ptr + offs, mask=mask, other=0.0).to(ACC)
     dx, dyf, dyb = _excitation_grads(g, x, yf, yb)
     tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
     tl.store(dyf_ptr + offs, dyf.to(dyf_ptr.dtype.element_ty), mask=mask)
@@ -92,6 +94,7 @@ def _excitation_bwd_kernel(g_ptr, x_ptr, yf_ptr, yb_ptr, dx_ptr, dyf_ptr, dyb_pt
 def _shift_fwd_kernel(x_ptr, yf_ptr, yb_ptr, w_ptr, out_ptr, n_elem, C, HW, CHW, T,
                       EXCITE: tl.constexpr, CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr,
                       F64: tl.constexpr, BLOCK: tl.constexpr):
+    ACC = tl.float64 if F64 else tl.float32
     # out[t] = w0*e[t-1] + w1*e[t] + w2*e[t+1], zero outside the video's T frames.
     offs = block_offsets(BLOCK, INT64)
     mask = offs < n_elem
@@ -100,9 +103,9 @@ def _shift_fwd_kernel(x_ptr, yf_ptr, yb_ptr, w_ptr, out_ptr, n_elem, C, HW, CHW,
         c = offs % C
     else:
         c = (offs // HW) % C
-    w0 = to_acc(tl.load(w_ptr + c * 3, mask=mask, other=0.0), F64)
-    w1 = to_acc(tl.load(w_ptr + c * 3 + 1, mask=mask, other=0.0), F64)
-    w2 = to_acc(tl.load(w_ptr + c * 3 + 2, mask=mask, other=0.0), F64)
+    w0 = tl.load(w_ptr + c * 3, mask=mask, other=0.0).to(ACC)
+    w1 = tl.load(w_ptr + c * 3 + 1, mask=mask, other=0.0).to(ACC)
+    w2 = tl.load(w_ptr + c * 3 + 2, mask=mask, other=0.0).to(ACC)
     e_prev = _load_excited(x_ptr, yf_ptr, yb_ptr, offs - CHW, mask & (t >= 1), EXCITE, F64)
     e_here = _load_excited(x_ptr, yf_ptr, yb_ptr, offs, mask, EXCITE, F64)
     e_next = _load_excited(x_ptr, yf_ptr, yb_ptr, offs + CHW, mask & (t < T - 1), EXCITE, F64)
@@ -117,6 +120,7 @@ def _shift_bwd_kernel(
     EXCITE: tl.constexpr, CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr, F64: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    ACC = tl.float64 if F64 else tl.float32
     # Program (r, cb): frame nt = r // n_chunks, pixel chunk r % n_chunks, channel block cb.
     #   grad_e[t] = w0*g[t+1] + w1*g[t] + w2*g[t-1]       -> dx (and dy via excitation)
     #   partial[r, c, k] = Σ over its tiles of g[t+1-k] * e[t]   (= its share of dw[c, k])
@@ -135,12 +139,12 @@ def _shift_bwd_kernel(
     t_vec = t + tl.zeros([BLOCK_C], dtype=tl.int32)
     prev_ok = (c_ok & (t_vec >= 1))[None, :]
     next_ok = (c_ok & (t_vec < T - 1))[None, :]
-    w0 = to_acc(tl.load(w_ptr + cs * 3, mask=c_ok, other=0.0), F64)[None, :]
-    w1 = to_acc(tl.load(w_ptr + cs * 3 + 1, mask=c_ok, other=0.0), F64)[None, :]
-    w2 = to_acc(tl.load(w_ptr + cs * 3 + 2, mask=c_ok, other=0.0), F64)[None, :]
-    acc0 = to_acc(tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32), F64)
-    acc1 = to_acc(tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32), F64)
-    acc2 = to_acc(tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32), F64)
+    w0 = tl.load(w_ptr + cs * 3, mask=c_ok, other=0.0).to(ACC)[None, :]
+    w1 = tl.load(w_ptr + cs * 3 + 1, mask=c_ok, other=0.0).to(ACC)[None, :]
+    w2 = tl.load(w_ptr + cs * 3 + 2, mask=c_ok, other=0.0).to(ACC)[None, :]
+    acc0 = tl.zeros([BLOCK_P, BLOCK_C], dtype=ACC)
+    acc1 = tl.zeros([BLOCK_P, BLOCK_C], dtype=ACC)
+    acc2 = tl.zeros([BLOCK_P, BLOCK_C], dtype=ACC)
     plane = nt * CHW
     p_first = chunk * blocks_per_chunk * BLOCK_P
     for i in range(blocks_per_chunk):
@@ -151,14 +155,14 @@ def _shift_bwd_kernel(
             off = plane + ps[:, None] * C + cs[None, :]
         else:
             off = plane + ps[:, None] + cs[None, :] * HW
-        g_here = to_acc(tl.load(g_ptr + off, mask=m, other=0.0), F64)
-        g_prev = to_acc(tl.load(g_ptr + off - CHW, mask=p_ok & prev_ok, other=0.0), F64)
-        g_next = to_acc(tl.load(g_ptr + off + CHW, mask=p_ok & next_ok, other=0.0), F64)
+        g_here = tl.load(g_ptr + off, mask=m, other=0.0).to(ACC)
+        g_prev = tl.load(g_ptr + off - CHW, mask=p_ok & prev_ok, other=0.0).to(ACC)
+        g_next = tl.load(g_ptr + off + CHW, mask=p_ok & next_ok, other=0.0).to(ACC)
         grad_e = w0 * g_next + w1 * g_here + w2 * g_prev
-        x = to_acc(tl.load(x_ptr + off, mask=m, other=0.0), F64)
+        x = tl.load(x_ptr + off, mask=m, other=0.0).to(ACC)
         if EXCITE:
-            yf = to_acc(tl.load(yf_ptr + off, mask=m, other=0.0), F64)
-            yb = to_acc(tl.load(yb_ptr + off, mask=m, other=0.0), F64)
+            yf = tl.load(yf_ptr + off, mask=m, other=0.0).to(ACC)
+            yb = tl.load(yb_ptr + off, mask=m, other=0.0).to(ACC)
             e = _excite(x, yf, yb)
             dx, dyf, dyb = _excitation_grads(grad_e, x, yf, yb)
             tl.store(dyf_ptr + off, dyf.to(dyf_ptr.dtype.element_ty), mask=m)

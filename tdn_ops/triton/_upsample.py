@@ -21,7 +21,7 @@ import triton.language as tl
 
 from .._layout import as_4d, empty_like_layout
 from ._common import (ELEMENTWISE_CONFIGS, block_offsets, elementwise_configs, fp32, grid_1d,
-                      is_channels_last, is_f64, needs_int64, to_acc, unravel_nchw)
+                      is_channels_last, is_f64, needs_int64, unravel_nchw)
 from ._wiring import define_operator
 
 __all__ = ["multiscale_sum", "lateral_fuse"]
@@ -107,20 +107,20 @@ def _upsample_add_kernel(
     MODE_H: tl.constexpr, MODE_W: tl.constexpr, HAS_EXTRA: tl.constexpr,
     CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    ACC = tl.float64 if F64 else tl.float32
     # out = x_weight*x + small_weight*up(small) (+ extra_weight*extra), left to right.
     offs = block_offsets(BLOCK, INT64)
     mask = offs < n_out
     n, c, h, w = unravel_nchw(offs, C, H, W, CHANNELS_LAST)
     src_h = _nearest_source(h, h_in, scale_h, MODE_H)
     src_w = _nearest_source(w, w_in, scale_w, MODE_W)
-    x = to_acc(tl.load(x_ptr + n * sx_n + c * sx_c + h * sx_h + w * sx_w, mask=mask, other=0.0),
-               F64)
-    s = to_acc(tl.load(small_ptr + n * ss_n + c * ss_c + src_h * ss_h + src_w * ss_w,
-                       mask=mask, other=0.0), F64)
+    x = tl.load(x_ptr + n * sx_n + c * sx_c + h * sx_h + w * sx_w, mask=mask, other=0.0).to(ACC)
+    s = tl.load(small_ptr + n * ss_n + c * ss_c + src_h * ss_h + src_w * ss_w,
+                       mask=mask, other=0.0).to(ACC)
     out = x_weight * x + small_weight * s
     if HAS_EXTRA:
-        e = to_acc(tl.load(extra_ptr + n * se_n + c * se_c + h * se_h + w * se_w, mask=mask,
-                           other=0.0), F64)
+        e = tl.load(extra_ptr + n * se_n + c * se_c + h * se_h + w * se_w, mask=mask,
+                           other=0.0).to(ACC)
         out = out + extra_weight * e
     tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -131,12 +131,12 @@ def _scale_kernel(
     g_ptr, out_ptr, n_elem, C, H, W, factor, sg_n, sg_c, sg_h, sg_w,
     CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    ACC = tl.float64 if F64 else tl.float32
     # out = factor * g, out dense in its layout, g through strides (expanded gradients work).
     offs = block_offsets(BLOCK, INT64)
     mask = offs < n_elem
     n, c, h, w = unravel_nchw(offs, C, H, W, CHANNELS_LAST)
-    g = to_acc(tl.load(g_ptr + n * sg_n + c * sg_c + h * sg_h + w * sg_w, mask=mask, other=0.0),
-               F64)
+    g = tl.load(g_ptr + n * sg_n + c * sg_c + h * sg_h + w * sg_w, mask=mask, other=0.0).to(ACC)
     tl.store(out_ptr + offs, (factor * g).to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -149,6 +149,7 @@ def _upsample_grad_kernel(
     WIN_H: tl.constexpr, WIN_W: tl.constexpr,
     CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    ACC = tl.float64 if F64 else tl.float32
     # out[n, c, sh, sw] = factor * sum of g[n, c, h, w] over output pixels reading (sh, sw).
     offs = block_offsets(BLOCK, INT64)
     mask = offs < n_small
@@ -156,14 +157,14 @@ def _upsample_grad_kernel(
     start_h = _window_start(sh, inv_h, LEAD_H, MODE_H)
     start_w = _window_start(sw, inv_w, LEAD_W, MODE_W)
     base = n * sg_n + c * sg_c
-    acc = to_acc(tl.zeros([BLOCK], dtype=tl.float32), F64)
+    acc = tl.zeros([BLOCK], dtype=ACC)
     for i in tl.static_range(WIN_H):
         h = start_h + i
         row_ok = mask & (h >= 0) & (h < H) & (_nearest_source(h, h_in, scale_h, MODE_H) == sh)
         for j in tl.static_range(WIN_W):
             w = start_w + j
             ok = row_ok & (w >= 0) & (w < W) & (_nearest_source(w, w_in, scale_w, MODE_W) == sw)
-            acc += to_acc(tl.load(g_ptr + base + h * sg_h + w * sg_w, mask=ok, other=0.0), F64)
+            acc += tl.load(g_ptr + base + h * sg_h + w * sg_w, mask=ok, other=0.0).to(ACC)
     tl.store(out_ptr + offs, (factor * acc).to(out_ptr.dtype.element_ty), mask=mask)
 
 
