@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The measured case for fused TDN: operators, modules and the whole model, in one run.
 
-    python benchmarks/bench_tdm.py                 # the "standard" size on the best device
-    python benchmarks/bench_tdm.py --quick         # about 3 minutes on a 2-core CPU
+    python benchmarks/bench_tdm.py                 # GPU if there is one; quick on a CPU
+    python benchmarks/bench_tdm.py --size standard # every operator site, on a CPU too
     python benchmarks/bench_tdm.py --device cuda --full --dtype float32,bfloat16
 
 Sections (``--sections``):
@@ -68,8 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sizes (--size, or the --quick / --full shortcuts):\n" + profiles.describe())
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--size", choices=tuple(profiles.PROFILES), default="standard",
-                      help="how large and how long (default: standard)")
+    size.add_argument("--size", choices=tuple(profiles.PROFILES), default=None,
+                      help="how large and how long (default: quick on a CPU, standard on a "
+                      "GPU)")
     size.add_argument("--quick", dest="size", action="store_const", const="quick",
                       help="same as --size quick")
     size.add_argument("--full", dest="size", action="store_const", const="full",
@@ -120,6 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--device cuda: this PyTorch build or machine has no CUDA device")
     if args.device.type == "cuda" and args.device.index is None:
         args.device = torch.device("cuda", torch.cuda.current_device())
+    if args.size is None:
+        args.size = "standard" if args.device.type == "cuda" else "quick"
     default_dtypes = "float32,bfloat16" if args.device.type == "cuda" else "float32"
     names = [d.strip() for d in (args.dtype or default_dtypes).split(",") if d.strip()]
     bad = [d for d in names if d not in DTYPES]

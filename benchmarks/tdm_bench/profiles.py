@@ -67,7 +67,7 @@ PROFILES = {
         train_budget=Budget(warmup=1, min_reps=1, max_reps=1, min_time_s=0.0),
         compile_reference=False, compile_modules=False),
     "quick": Profile(
-        "quick", "CPU: 1 video x 8 segments at 224x224, operators at the S-TDM and layer-3 shapes "
+        "quick", "the default on a CPU. CPU: 1 video x 8 segments at 224x224, operators at the S-TDM and layer-3 shapes "
         "(the CPU targets), the layer-3 block and the stem, whole model with few repetitions; "
         "about 3 minutes on 2 cores. GPU: 8 videos, layers 2-4",
         op_videos_cpu=1, op_videos_gpu=8, resolution=224, op_stages=("layer3",),
@@ -78,7 +78,7 @@ PROFILES = {
         train_budget=Budget(warmup=1, min_reps=2, max_reps=2, min_time_s=0.0),
         compile_modules=False),
     "standard": Profile(
-        "standard", "the default. CPU: 2 videos x 8 segments at 224x224, every operator site of "
+        "standard", "the default on a GPU. CPU: 2 videos x 8 segments at 224x224, every operator site of "
         "layers 2-4 and the stem, all three passes, every stage's block, whole model; GPU: 8 "
         "videos",
         op_videos_cpu=2, op_videos_gpu=8, resolution=224, op_stages=ALL_STAGES,
