@@ -2,7 +2,7 @@
 
 Files (the latest run per device type overwrites them; the CSV/JSON keep every run):
     ops_speedup_<device>.png   speed-up over the eager reference, one panel per (dtype, pass)
-    modules_<device>.png       module time, fused vs reference
+    modules_<device>.png       module speed-up over the reference module (same weights)
     model_<device>.png         whole-model time per clip (inference, training) and peak memory
 """
 
@@ -89,22 +89,35 @@ def ops_speedup(rows: list[dict], env: dict, path: Path) -> Path | None:
 
 
 def modules_bars(rows: list[dict], env: dict, path: Path) -> Path | None:
-    mods = [r for r in rows if r["section"] == "modules" and r["status"] == "ok"]
+    """Speed-up of each module over its reference build (same weights), per pass and dtype."""
+    mods = [r for r in rows if r["section"] == "modules" and r["status"] == "ok"
+            and r["impl"] != "reference" and r.get("speedup_vs_reference")]
     if not mods:
         return None
-    cases = list(OrderedDict.fromkeys(f"{r['name']}@{r['site']}\n{r['pass']} {r['dtype']}"
-                                      for r in mods))
+
+    def case(r):
+        return f"{r['name']}@{r['site']}\n{r['pass']} {r['dtype']}"
+
+    cases = list(OrderedDict.fromkeys(case(r) for r in mods))
     impls = list(OrderedDict.fromkeys(r["impl"] for r in mods))
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(cases)), 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(cases)), 4), layout="constrained")
     width = 0.8 / len(impls)
     for k, impl in enumerate(impls):
-        values = {f"{r['name']}@{r['site']}\n{r['pass']} {r['dtype']}": r["median_ms"]
-                  for r in mods if r["impl"] == impl}
+        values = {case(r): r["speedup_vs_reference"] for r in mods if r["impl"] == impl}
         xs = [i + (k - (len(impls) - 1) / 2) * width for i in range(len(cases))]
-        ax.bar(xs, [values.get(c, 0) for c in cases], width, label=impl, color=COLORS.get(impl))
+        heights = [values.get(c, 0) for c in cases]
+        ax.bar(xs, heights, width, label=impl, color=COLORS.get(impl))
+        for x, h in zip(xs, heights):
+            if h:
+                ax.text(x, h, f"{h:.2f}x", ha="center", va="bottom", fontsize=7)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.set_xticks(range(len(cases)))
-    ax.set_xticklabels(cases, fontsize=7)
-    ax.set_ylabel("median ms")
+    ax.set_xticklabels(cases, fontsize=7, rotation=25, ha="right")
+    ax.set_ylabel("speed-up vs reference module")
     ax.legend(fontsize=8)
     ax.set_title("modules, same weights\n" + _title(env), fontsize=10)
     return _save(fig, path)
@@ -120,7 +133,8 @@ def model_bars(rows: list[dict], env: dict, path: Path) -> Path | None:
             ("training", "median_ms", "training step ms"),
             ("training", "peak_mem_mb", "training peak MiB (above step start)"))):
         group = [r for r in models if r["pass"] == pass_name and r.get(key)]
-        labels = [f"{r['name'].replace('_resnet50', '')}\n{r['impl']} {r['dtype']}" for r in group]
+        labels = [("TDN " + r["impl"] if r["name"].startswith("tdn") else "TSN")
+                  + f"\n{r['dtype']}" for r in group]
         ax.bar(range(len(group)), [r[key] for r in group],
                color=[COLORS.get(r["impl"]) for r in group])
         for i, r in enumerate(group):
