@@ -89,7 +89,8 @@ PROFILES = {
         train_budget=Budget(warmup=2, min_reps=3, max_reps=10, min_time_s=1.0)),
     "full": Profile(
         "full", "production shapes everywhere: 8 videos x 8 segments at 224x224, also the first "
-        "(larger) block of each stage, more repetitions; long on a CPU",
+        "(larger) block of each stage, more repetitions; long on a CPU, where the reference "
+        "training step needs about 10 GB of memory",
         op_videos_cpu=8, op_videos_gpu=8, resolution=224, op_stages=ALL_STAGES,
         first_blocks=True, passes=ALL_PASSES,
         op_budget=Budget(warmup=5, min_reps=20, max_reps=500, min_time_s=1.0),
