@@ -334,6 +334,16 @@ def test_custom_ops_trace_with_fake_tensors():
     assert "traced 14" in out
 
 
+def test_kernels_compile_for_sm90():
+    """Compiled mode (not the interpreter) accepts every kernel: Triton compiles them to
+    cubin for sm_90 without a GPU. Catches what the interpreter lets through."""
+    out = _run_python("""
+        from tdn_ops.triton._compile_check import compile_all
+        print("compiled", compile_all(90))
+    """, {"TRITON_INTERPRET": None})
+    assert "compiled 24" in out
+
+
 # ---------------------------------------------------------------------------- GPU only
 
 def _gpu_args(op, dtype=torch.float32, layout="channels_last"):

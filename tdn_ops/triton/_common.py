@@ -40,7 +40,11 @@ def elementwise_configs(*blocks_and_warps: tuple[int, int]) -> list[triton.Confi
     return [triton.Config({"BLOCK": b}, num_warps=w) for b, w in blocks_and_warps]
 
 
+# (BLOCK, num_warps) candidates. Kernels with few values per element take 4-8 elements per
+# thread; kernels that load many (2x2 windows, three frames) take 1-2, which keeps them at
+# 40-80 registers on sm_90 (ptxas -v) instead of 150-255 with spills.
 ELEMENTWISE_CONFIGS = ((256, 2), (512, 4), (1024, 4), (2048, 8))
+WIDE_CONFIGS = ((128, 4), (256, 4), (256, 8), (512, 8))
 
 
 # ----------------------------------------------------------------------------- kernel helpers
@@ -124,7 +128,7 @@ def cdiv(a: int, b: int) -> int:
 
 
 __all__ = [
-    "INTERPRET", "ELEMENTWISE_CONFIGS", "elementwise_configs", "block_offsets", "unravel_nchw",
-    "sigmoid", "needs_int64", "is_f64", "is_channels_last", "dense_in_layout_of",
+    "INTERPRET", "ELEMENTWISE_CONFIGS", "WIDE_CONFIGS", "elementwise_configs", "block_offsets",
+    "unravel_nchw", "sigmoid", "needs_int64", "is_f64", "is_channels_last", "dense_in_layout_of",
     "fp32", "grid_1d", "cdiv",
 ]

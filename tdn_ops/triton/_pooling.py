@@ -11,18 +11,19 @@ import triton
 import triton.language as tl
 
 from .._layout import empty_like_layout, empty_stacked_like_layout
-from ._common import (ELEMENTWISE_CONFIGS, block_offsets, elementwise_configs, grid_1d,
-                      is_channels_last, is_f64, needs_int64, unravel_nchw)
+from ._common import (ELEMENTWISE_CONFIGS, WIDE_CONFIGS, block_offsets, elementwise_configs,
+                      grid_1d, is_channels_last, is_f64, needs_int64, unravel_nchw)
 from ._wiring import define_operator
 
 __all__ = ["temporal_diff_pool", "cross_segment_diff"]
 
 _CONFIGS = elementwise_configs(*ELEMENTWISE_CONFIGS)
+_WIDE_CONFIGS = elementwise_configs(*WIDE_CONFIGS)
 
 
 # ------------------------------------------------------------------------ temporal_diff_pool
 
-@triton.autotune(configs=_CONFIGS, key=["n_out", "K"])
+@triton.autotune(configs=_WIDE_CONFIGS, key=["n_out", "K"])
 @triton.jit
 def _diff_pool_fwd_kernel(
     x_ptr, out_ptr, n_out, C_OUT, H_OUT, W_OUT, frame_channels,
@@ -125,7 +126,7 @@ temporal_diff_pool = define_operator(
 
 # ------------------------------------------------------------------------ cross_segment_diff
 
-@triton.autotune(configs=_CONFIGS, key=["n_cells"])
+@triton.autotune(configs=_WIDE_CONFIGS, key=["n_cells"])
 @triton.jit
 def _cross_diff_fwd_kernel(
     feat_ptr, aligned_ptr, diff_ptr, pooled_ptr, n_cells, C, H, W, H_CELLS, W_CELLS,
@@ -182,7 +183,7 @@ def _direction_grad(gd_ptr, gp_ptr, n, c, h, w, ho, wo, mask, inside,
     return gd + gp * 0.25
 
 
-@triton.autotune(configs=_CONFIGS, key=["n_elem"])
+@triton.autotune(configs=_WIDE_CONFIGS, key=["n_elem"])
 @triton.jit
 def _cross_diff_bwd_kernel(
     gd_ptr, gp_ptr, g_feat_ptr, g_aligned_ptr, n_elem, C, H, W, H_OUT, W_OUT, T,

@@ -19,14 +19,15 @@ import triton
 import triton.language as tl
 
 from .._layout import empty_like_layout
-from ._common import (ELEMENTWISE_CONFIGS, INTERPRET, block_offsets, cdiv, dense_in_layout_of,
-                      elementwise_configs, grid_1d, is_channels_last, is_f64, needs_int64,
-                      sigmoid)
+from ._common import (ELEMENTWISE_CONFIGS, INTERPRET, WIDE_CONFIGS, block_offsets, cdiv,
+                      dense_in_layout_of, elementwise_configs, grid_1d, is_channels_last, is_f64,
+                      needs_int64, sigmoid)
 from ._wiring import define_operator
 
 __all__ = ["bidirectional_excitation", "temporal_shift_conv", "excite_shift"]
 
 _CONFIGS = elementwise_configs(*ELEMENTWISE_CONFIGS)
+_WIDE_CONFIGS = elementwise_configs(*WIDE_CONFIGS)
 
 
 # ------------------------------------------------------------------------------ excitation
@@ -89,7 +90,7 @@ def _excitation_bwd_kernel(g_ptr, x_ptr, yf_ptr, yb_ptr, dx_ptr, dyf_ptr, dyb_pt
 
 # --------------------------------------------------------------------------- temporal shift
 
-@triton.autotune(configs=_CONFIGS, key=["n_elem", "EXCITE"])
+@triton.autotune(configs=_WIDE_CONFIGS, key=["n_elem", "EXCITE"])
 @triton.jit
 def _shift_fwd_kernel(x_ptr, yf_ptr, yb_ptr, w_ptr, out_ptr, n_elem, C, HW, CHW, T,
                       EXCITE: tl.constexpr, CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr,
@@ -197,9 +198,11 @@ def _sum_rows_kernel(partial_ptr, out_ptr, n_rows, n_cols, INT64: tl.constexpr,
 
 
 # Fixed tiles of the weight-gradient reduction (not autotuned: they fix the summation order).
-# The contiguous axis is the long one: pixels in NCHW, channels in NHWC.
+# The contiguous axis is the long one: pixels in NCHW, channels in NHWC. With 8 warps they
+# take 64-80 registers on sm_90 (ptxas -v), no spills.
 _TILE_NCHW = (64, 16)          # (BLOCK_P, BLOCK_C)
 _TILE_NHWC = (16, 64)
+_TILE_WARPS = 8
 _TILE_INTERPRET = (64, 32)
 _TARGET_PROGRAMS = 1024        # enough to fill a large GPU several times over
 _SUM_ROWS_TILE = (32, 64)      # (BLOCK_R, BLOCK_COLS)
@@ -260,7 +263,7 @@ def _shift_backward_launch(grad_out, x, y_fwd, y_bwd, weight, num_segments):
         dyf if excite else dx, dyb if excite else dx, partial,
         c, h * w, c * h * w, num_segments, chunks, blocks_per_chunk,
         EXCITE=excite, CHANNELS_LAST=channels_last, INT64=needs_int64(g, partial),
-        F64=is_f64(x), BLOCK_P=block_p, BLOCK_C=block_c, num_warps=4)
+        F64=is_f64(x), BLOCK_P=block_p, BLOCK_C=block_c, num_warps=_TILE_WARPS)
     grad_weight = weight.new_empty(weight.shape)
     block_r, block_cols = _SUM_ROWS_TILE
     torch.library.wrap_triton(_sum_rows_kernel)[(cdiv(3 * c, block_cols),)](
