@@ -20,15 +20,22 @@ from pathlib import Path
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    # Must precede the first import of triton (and of tdn_ops.triton): triton.jit decides at
-    # decoration time whether a kernel is compiled or interpreted.
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-pytest.importorskip("triton", reason="Triton is not installed: the Triton backend is untested")
+# Without CUDA, interpret. The variable must be set when triton (and tdn_ops.triton) is first
+# imported: triton.jit decides at decoration time whether a kernel is compiled or interpreted.
+# It is removed again right after, so that it does not leak into other test modules of this
+# process (it makes backend="triton" available on CPU); the `interpreter_env` fixture sets it
+# again for each test here.
+_SETS_INTERPRET = not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.environ
+if _SETS_INTERPRET:
+    os.environ["TRITON_INTERPRET"] = "1"
+try:
+    pytest.importorskip("triton", reason="Triton is not installed: the Triton backend is untested")
+    import tdn_ops.triton as tdn_triton
+finally:
+    if _SETS_INTERPRET:
+        del os.environ["TRITON_INTERPRET"]
 
 import tdn_ops  # noqa: E402
-import tdn_ops.triton as tdn_triton  # noqa: E402
 from op_cases import (Case, as_tuple, cases_for, make_args, reference_op,  # noqa: E402
                       tensor_positions, with_grad)
 from tdn_ops.triton import _common  # noqa: E402
@@ -58,6 +65,14 @@ needs_gpu = pytest.mark.skipif(
     INTERPRETED or not torch.cuda.is_available(),
     reason="needs a CUDA device with compiled (not interpreted) Triton kernels: triton_op "
            "and torch.compile cannot run under TRITON_INTERPRET=1 on a CPU-only machine")
+
+
+@pytest.fixture(autouse=True)
+def interpreter_env(monkeypatch):
+    """TRITON_INTERPRET=1 during each test when the kernels are interpreted: the dispatcher
+    offers backend="triton" for CPU tensors only then."""
+    if INTERPRETED:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 
 # -------------------------------------------------------------------------------- harness

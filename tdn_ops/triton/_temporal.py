@@ -296,9 +296,14 @@ def _excitation_backward(grad_out: torch.Tensor, x: torch.Tensor, y_fwd: torch.T
     return dx, dyf, dyb
 
 
-def _save_inputs(ctx, inputs, output):
-    ctx.save_for_backward(*(t for t in inputs if isinstance(t, torch.Tensor)))
-    ctx.num_segments = inputs[-1] if isinstance(inputs[-1], int) else None
+def _save_tensors(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _save_tensors_and_segments(ctx, inputs, output):
+    # (tensors..., num_segments); num_segments may be a SymInt under torch.compile.
+    ctx.save_for_backward(*inputs[:-1])
+    ctx.num_segments = inputs[-1]
 
 
 def _excitation_input_grads(ctx, run_backward, grad_out):
@@ -307,7 +312,7 @@ def _excitation_input_grads(ctx, run_backward, grad_out):
 
 bidirectional_excitation = define_operator(
     "bidirectional_excitation", forward=_excitation_forward, backward=_excitation_backward,
-    setup_context=_save_inputs, input_grads=_excitation_input_grads,
+    setup_context=_save_tensors, input_grads=_excitation_input_grads,
     doc="Triton bidirectional_excitation(x, y_fwd, y_bwd); see "
         "tdn_ops.bidirectional_excitation.")
 
@@ -332,7 +337,7 @@ def _shift_input_grads(ctx, run_backward, grad_out):
 
 temporal_shift_conv = define_operator(
     "temporal_shift_conv", forward=_shift_forward, backward=_shift_backward,
-    setup_context=_save_inputs, input_grads=_shift_input_grads,
+    setup_context=_save_tensors_and_segments, input_grads=_shift_input_grads,
     doc="Triton temporal_shift_conv(x, weight, num_segments); see tdn_ops.temporal_shift_conv.")
 
 
@@ -357,6 +362,6 @@ def _excite_shift_input_grads(ctx, run_backward, grad_out):
 
 excite_shift = define_operator(
     "excite_shift", forward=_excite_shift_forward, backward=_excite_shift_backward,
-    setup_context=_save_inputs, input_grads=_excite_shift_input_grads,
+    setup_context=_save_tensors_and_segments, input_grads=_excite_shift_input_grads,
     doc="Triton excite_shift(x, y_fwd, y_bwd, weight, num_segments); see "
         "tdn_ops.excite_shift.")

@@ -176,7 +176,9 @@ def _launch_upsample_add(x, small, extra, out, x_weight, small_weight, extra_wei
     if not n_out:
         return
     _, c, h, w = out.shape
-    plan_h, plan_w = _axis_plan(small.shape[2], h), _axis_plan(small.shape[3], w)
+    # int(): the plans are cached per size (a SymInt under dynamic shapes is specialised).
+    plan_h, plan_w = _axis_plan(int(small.shape[2]), int(h)), _axis_plan(int(small.shape[3]),
+                                                                          int(w))
     has_extra = extra is not None
     extra = x if extra is None else extra
     torch.library.wrap_triton(_upsample_add_kernel)[grid_1d(n_out)](
@@ -203,7 +205,7 @@ def _launch_upsample_grad(g, out, factor):
         return
     _, c, h_in, w_in = out.shape
     h, w = g.shape[2], g.shape[3]
-    plan_h, plan_w = _axis_plan(h_in, h), _axis_plan(w_in, w)
+    plan_h, plan_w = _axis_plan(int(h_in), int(h)), _axis_plan(int(w_in), int(w))
     torch.library.wrap_triton(_upsample_grad_kernel)[grid_1d(n_small)](
         g, out, n_small, c, h_in, w_in, h, w, plan_h.scale, plan_w.scale, plan_h.inv,
         plan_w.inv, factor, *g.stride(),
