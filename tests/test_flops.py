@@ -48,7 +48,7 @@ def test_macs_scale_with_batch_and_ignore_the_training_flag():
     assert model.training
 
 
-@pytest.mark.parametrize("arch", ["tdn_resnet18", "tdn_resnet50"])
+@pytest.mark.parametrize("arch", ["tdn_resnet18"])  # same fused ops as ResNet-50, 4x cheaper
 def test_fused_model_counts_like_the_reference_model(arch):
     clip = torch.randn(1, 30, 64, 64)
     fused = tdn.build_model(arch, num_segments=2)
