@@ -156,7 +156,8 @@ def _compare(model: nn.Module, state: StateDict, backbone_only: bool, source: st
     report = LoadReport(source)
     target = model.state_dict()
     for key, value in state.items():
-        if key.startswith(IGNORED_PREFIXES) or (backbone_only and key.startswith(CLASSIFIER_PREFIX)):
+        skipped_head = backbone_only and key.startswith(CLASSIFIER_PREFIX)
+        if key.startswith(IGNORED_PREFIXES) or skipped_head:
             report.ignored.append(key)
         elif key not in target:
             report.unexpected.append(key)

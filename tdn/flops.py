@@ -13,7 +13,8 @@ ReLU terms overshoots every figure):
 * nothing else: batch norm (it folds into the convolution for inference), activations,
   max / 2x2 average pooling, and the elementwise differences, sums and products count 0.
 
-This is fvcore's default op accounting with batch norm left out. Counting happens at the
+For the ops this network uses, this is fvcore's default accounting minus batch norm (likely
+how the authors measured; their tool is not recorded). Counting happens at the
 ATen level while the model runs (any device, including ``meta``, which makes it instant), and
 the fused ``tdn_ops`` operators have their own formulas (:data:`FUSED_OP_MACS`) equal to what
 their unfused reference would count, so a fused model counts exactly like the reference model.

@@ -150,14 +150,9 @@ def load_imagenet_weights(model: nn.Module, path_or_state_dict,
     report.unused = [k for k in src if k not in used]
     stray = [k for k in report.unused if not k.startswith(_SOURCE_CLASSIFIERS)]
     if missing or mismatched or stray:
-        problems = []
-        if missing:
-            problems.append(f"missing from the source ({len(missing)}): {', '.join(missing[:_SHOWN])}")
-        if mismatched:
-            problems.append(f"shape mismatches ({len(mismatched)}): {', '.join(mismatched[:_SHOWN])}")
-        if stray:
-            problems.append(f"source tensors with no place in the model ({len(stray)}): "
-                            f"{', '.join(stray[:_SHOWN])}")
+        problems = [f"{what} ({len(keys)}): {', '.join(keys[:_SHOWN])}" for what, keys in (
+            ("missing from the source", missing), ("shape mismatches", mismatched),
+            ("source tensors with no place in the model", stray)) if keys]
         raise CheckpointError(
             f"{source} does not fit {getattr(model, 'arch', type(model).__name__)} as ImageNet "
             "ResNet weights (another depth?):\n  " + "\n  ".join(problems))

@@ -123,7 +123,8 @@ class LongTermTDM(nn.Module):
         self.bn3_smallscale4 = nn.BatchNorm2d(mid)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, num_segments={self.num_segments}, backend={self.backend!r}"
+        return (f"channels={self.channels}, num_segments={self.num_segments}, "
+                f"backend={self.backend!r}")
 
     def _per_direction_bn(self, bn: nn.BatchNorm2d, both: torch.Tensor) -> torch.Tensor:
         """``bn`` on a (2*NT, ...) batch of [forward; backward] features, per SPEC §4."""
@@ -221,7 +222,8 @@ class TemporalShift(nn.Module):
         return self.conv.weight
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, num_segments={self.num_segments}, backend={self.backend!r}"
+        return (f"channels={self.channels}, num_segments={self.num_segments}, "
+                f"backend={self.backend!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_features("TemporalShift", x, self.channels, self.num_segments)

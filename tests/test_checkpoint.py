@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import tdn
-from tdn.checkpoint import (CheckpointError, convert_checkpoint, load_checkpoint, load_model,
-                            read_state_dict, save_checkpoint)
+from tdn.checkpoint import (CheckpointError, load_checkpoint, load_model, read_state_dict,
+                            save_checkpoint)
 from tdn.cli import main as cli_main
 from tdn.imagenet import load_imagenet_weights
 
@@ -73,7 +73,8 @@ def test_class_count_mismatch_explains_backbone_only():
 def test_other_depth_is_named_in_the_error():
     with torch.device("meta"):
         model = _r50()
-    with pytest.raises(CheckpointError, match=r"(?s)unexpected in the checkpoint \(799\).*holds a tdn_resnet101"):
+    expected = r"(?s)unexpected in the checkpoint \(799\).*holds a tdn_resnet101"
+    with pytest.raises(CheckpointError, match=expected):
         load_checkpoint(model, official_state_dict(101))
 
 

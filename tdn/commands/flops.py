@@ -58,7 +58,8 @@ def run(args) -> int:
         return 0
     print(f"{cost.arch}, {cost.num_segments} segments, {cost.size}x{cost.size}, "
           f"{cost.num_classes} classes, one clip")
-    print(f"  MACs:       {cost.macs.gmacs:.2f} G ({cost.macs_per_segment / 1e9:.2f} G per segment)")
+    print(f"  MACs:       {cost.macs.gmacs:.2f} G "
+          f"({cost.macs_per_segment / 1e9:.2f} G per segment)")
     print("              " + ", ".join(f"{k} {v / 1e9:.4f} G" for k, v in
                                          sorted(cost.macs.by_category.items()) if v))
     print(f"  parameters: {cost.params / 1e6:.2f} M ({cost.params:,})")
