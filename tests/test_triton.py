@@ -401,3 +401,29 @@ def test_torch_compile_public_api_backend_triton():
     ref_outs, ref_grads = reference_float64("excite_shift", args)
     for o, r in zip(outs + grads, ref_outs + ref_grads):
         assert_close(o, r, torch.float16, "compiled excite_shift")
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_past_two_to_the_31_elements():
+    """temporal_shift_conv forward and backward (the tiled weight-gradient kernel) on a tensor
+    of more than 2**31 elements: the last video, whose offsets pass 2**31, against the
+    reference (32-bit offsets would wrap and read or write the wrong place)."""
+    n, t, c, h, w = 2, 8, 1032, 512, 256  # 2_164_260_864 elements
+    numel = n * t * c * h * w
+    free, _ = torch.cuda.mem_get_info()
+    if free < 8 * numel * 2:  # x, out, their gradients, float32 copies of the last video
+        pytest.skip(f"needs {8 * numel * 2 / 2**30:.0f} GiB of free GPU memory")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn((n * t, c, h, w), generator=g, device="cuda", dtype=torch.float16)
+    weight = torch.randn((c, 1, 3), generator=g, device="cuda", dtype=torch.float16)
+    x.requires_grad_()
+    out = tdn_triton.temporal_shift_conv(x, weight, t)
+    grad_out = torch.randn(out.shape, generator=g, device="cuda", dtype=torch.float16)
+    out.backward(grad_out)
+    tail = slice((n - 1) * t, n * t)
+    x_tail = x.detach()[tail].float().requires_grad_()
+    ref = reference_op("temporal_shift_conv")(x_tail, weight.float(), t)
+    ref.backward(grad_out[tail].float())
+    torch.testing.assert_close(out[tail].float(), ref, **TOLERANCE[torch.float16])
+    torch.testing.assert_close(x.grad[tail].float(), x_tail.grad, **TOLERANCE[torch.float16])

@@ -74,7 +74,7 @@ def _diff_pool_bwd_kernel(
     has_next = inside & (ch < C_OUT)
     pix = n * sg_n + ho * sg_h + wo * sg_w
     g_prev = tl.load(g_ptr + pix + (ch - frame_channels) * sg_c, mask=has_prev,
-                            other=0.0).to(ACC)
+                     other=0.0).to(ACC)
     g_next = tl.load(g_ptr + pix + ch * sg_c, mask=has_next, other=0.0).to(ACC)
     grad = g_prev / (K * K) - g_next / (K * K)
     tl.store(gx_ptr + offs, grad.to(gx_ptr.dtype.element_ty), mask=mask)
@@ -153,7 +153,7 @@ def _cross_diff_fwd_kernel(
             w = wc * 2 + dx
             valid = mask & (h < H) & (w < W)
             f = tl.load(feat_ptr + n * sf_n + c * sf_c + h * sf_h + w * sf_w,
-                               mask=valid, other=0.0).to(ACC)
+                        mask=valid, other=0.0).to(ACC)
             a_pix = aligned_ptr + c * sa_c + h * sa_h + w * sa_w
             a_next = tl.load(a_pix + (n + 1) * sa_n, mask=valid & has_next, other=0.0).to(ACC)
             a_prev = tl.load(a_pix + (n - 1) * sa_n, mask=valid & has_prev, other=0.0).to(ACC)
@@ -177,9 +177,9 @@ def _direction_grad(gd_ptr, gp_ptr, n, c, h, w, ho, wo, mask, inside,
     ``mask`` is off."""
     ACC = tl.float64 if F64 else tl.float32
     gd = tl.load(gd_ptr + n * sd_n + c * sd_c + h * sd_h + w * sd_w, mask=mask,
-                        other=0.0).to(ACC)
+                 other=0.0).to(ACC)
     gp = tl.load(gp_ptr + n * sp_n + c * sp_c + ho * sp_h + wo * sp_w,
-                        mask=mask & inside, other=0.0).to(ACC)
+                 mask=mask & inside, other=0.0).to(ACC)
     return gd + gp * 0.25
 
 

@@ -116,11 +116,11 @@ def _upsample_add_kernel(
     src_w = _nearest_source(w, w_in, scale_w, MODE_W)
     x = tl.load(x_ptr + n * sx_n + c * sx_c + h * sx_h + w * sx_w, mask=mask, other=0.0).to(ACC)
     s = tl.load(small_ptr + n * ss_n + c * ss_c + src_h * ss_h + src_w * ss_w,
-                       mask=mask, other=0.0).to(ACC)
+                mask=mask, other=0.0).to(ACC)
     out = x_weight * x + small_weight * s
     if HAS_EXTRA:
         e = tl.load(extra_ptr + n * se_n + c * se_c + h * se_h + w * se_w, mask=mask,
-                           other=0.0).to(ACC)
+                    other=0.0).to(ACC)
         out = out + extra_weight * e
     tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
