@@ -89,12 +89,18 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> tuple[StateDict, dict[
     return state, metadata
 
 
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+
+
 def canonical_keys(state: Mapping[str, torch.Tensor]) -> StateDict:
-    """Authors' keys in any prefix form -> our keys (``base_model.*``, ``new_fc.*``)."""
+    """Authors' keys in any prefix form -> our keys (``base_model.*``, ``new_fc.*``).
+
+    Also strips the prefixes that DDP (``module.``) and torch.compile (``_orig_mod.``) add.
+    """
     out: StateDict = {}
     for key, value in state.items():
-        while key.startswith("module."):
-            key = key[len("module."):]
+        while key.startswith(_WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
         if not key.startswith(("base_model.", CLASSIFIER_PREFIX)):
             key = "base_model." + key
         out[key] = value
@@ -150,6 +156,15 @@ class LoadReport:
 def _some(keys: list[str]) -> str:
     more = len(keys) - _SHOWN
     return ", ".join(keys[:_SHOWN]) + (f", ... {more} more" if more > 0 else "")
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
 
 
 def _compare(model: nn.Module, state: StateDict, backbone_only: bool, source: str) -> LoadReport:
@@ -211,6 +226,7 @@ def load_checkpoint(model: nn.Module, path_or_state_dict, backbone_only: bool = 
 
     Returns the :class:`LoadReport`.
     """
+    model = unwrap_model(model)
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         source = str(path_or_state_dict)
         raw, file_metadata = read_state_dict(path_or_state_dict)
@@ -282,6 +298,7 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike,
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra_metadata) -> None:
     """Save ``model``'s weights and metadata (safetensors unless ``path`` ends in .pt/.pth)."""
+    model = unwrap_model(model)
     save_state_dict(model.state_dict(), path, checkpoint_metadata(model, **extra_metadata))
 
 

@@ -214,3 +214,14 @@ def test_pretrained_path_with_a_tdn_checkpoint_loads_the_whole_model(tmp_path):
     again = tdn.build_model("tdn_resnet18", num_classes=5, pretrained=path)
     assert again.pretrained_report.ok
     assert torch.equal(again.new_fc.weight, model.new_fc.weight)
+
+
+def test_wrapped_models_save_and_load_plain_keys(tmp_path):
+    model = tdn.build_model("tsn_resnet18", num_classes=3)
+    compiled = torch.compile(model)  # not run: only its state-dict prefix matters here
+    path = tmp_path / "compiled.safetensors"
+    save_checkpoint(compiled, path)
+    state, metadata = read_state_dict(path)
+    assert "new_fc.weight" in state and metadata["arch"] == "tsn_resnet18"
+    assert load_checkpoint(torch.compile(tdn.build_model("tsn_resnet18", num_classes=3)),
+                           compiled.state_dict()).ok
