@@ -33,9 +33,10 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # ‖fused − reference(float64)‖ / ‖reference‖ allowed per dtype, for outputs and gradients.
 TOLERANCE = {torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1.5e-2}
 
-# Shapes whose rows (H*W or W) and channel counts are multiples of 8, so the vectorised
-# kernel paths run in every dtype; plus medium shapes with many thread blocks, and a
-# non-integer upsampling ratio (the general nearest-index formula).
+# Shapes whose rows (H*W or W) and channel counts are multiples of 8, 4 or 2, so that the
+# vectorised kernel paths (16-, 8- and 4-byte vectors) run in every dtype; plus medium shapes
+# with many thread blocks, and a non-integer upsampling ratio (the general nearest-index
+# formula).
 GPU_CASES = [
     *[Case(op, d, "vec") for op in ("bidirectional_excitation", "temporal_shift_conv",
                                     "excite_shift")
@@ -43,7 +44,8 @@ GPU_CASES = [
     *[Case("temporal_diff_pool", d, "vec") for d in ((2, 5, 8, 16, 16, 2),
                                                      (4, 5, 3, 64, 48, 2), (2, 5, 8, 17, 16, 2))],
     *[Case("cross_segment_diff", d, "vec") for d in ((2, 8, 8, 8, 8), (1, 4, 16, 9, 16),
-                                                     (2, 8, 8, 56, 56))],
+                                                     (2, 8, 8, 56, 56), (2, 4, 8, 14, 14),
+                                                     (1, 2, 6, 7, 10))],
     *[Case("multiscale_sum", d, "vec") for d in (((2, 4), 8, 16, 16, 8, 8),
                                                  ((2, 16), 16, 28, 28, 14, 14))],
     *[Case("lateral_fuse", d, "vec") for d in ((2, 16, 16, 16, 8, 8, 0.5, 0.5),

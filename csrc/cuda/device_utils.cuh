@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <type_traits>
 
 #include "launchers.h"
 
@@ -105,6 +106,34 @@ inline bool aligned_to(int64_t bytes, const void* p) {
 template <typename... P>
 inline bool aligned_to(int64_t bytes, const void* p, P... rest) {
   return aligned_to(bytes, p) && aligned_to(bytes, rest...);
+}
+
+// The widest vector of at most VMax elements (a power of two) that fits: rows of `row_len`
+// elements hold whole vectors and every pointer is aligned to one. 1 means scalar.
+template <typename T, int VMax, typename... P>
+int pick_vec(int64_t row_len, P... pointers) {
+  for (int v = VMax; v >= 2; v /= 2) {
+    if (row_len % v == 0 && aligned_to(static_cast<int64_t>(v * sizeof(T)), pointers...)) {
+      return v;
+    }
+  }
+  return 1;
+}
+
+// Calls f(std::integral_constant<int, V>{}) for the runtime width v (1, 2, 4 or 8, at most
+// VMax): one instantiation per width a kernel may need.
+template <int VMax, typename F>
+cudaError_t with_vec(int v, F&& f) {
+  if constexpr (VMax >= 8) {
+    if (v == 8) return f(std::integral_constant<int, 8>{});
+  }
+  if constexpr (VMax >= 4) {
+    if (v == 4) return f(std::integral_constant<int, 4>{});
+  }
+  if constexpr (VMax >= 2) {
+    if (v == 2) return f(std::integral_constant<int, 2>{});
+  }
+  return f(std::integral_constant<int, 1>{});
 }
 
 // ---------------------------------------------------------------------------------------

@@ -569,10 +569,6 @@ cudaError_t temporal_diff_pool_backward(const void* grad_out, void* grad_x, DTyp
 
 namespace {
 
-// The tile a cross_segment_diff call runs with: rows (contiguous), window with channel
-// vectors (channels_last), or scalar windows.
-enum class CsdTile { kRows, kWindowVec, kWindowScalar };
-
 // Lanes of a cross_segment_diff thread: 16 bytes, but at most 4 elements. A thread keeps four
 // tiles of 4*V values alive (aligned t-1, t, t+1 and feat); with V = 8 half-precision lanes
 // that is ~180 registers and one block per SM, so halves move 8 bytes per access instead.
@@ -581,13 +577,25 @@ constexpr int csd_vec() {
   return kVec16<T> < 4 ? kVec16<T> : 4;
 }
 
-template <typename T, typename... P>
-CsdTile csd_tile(const CsdShape& s, P... pointers) {
-  constexpr int V = csd_vec<T>();
-  const bool aligned = aligned_to(V * sizeof(T), pointers...);
-  if (!s.channels_last && s.W % V == 0 && aligned) return CsdTile::kRows;
-  if (s.channels_last && s.C % V == 0 && aligned) return CsdTile::kWindowVec;
-  return CsdTile::kWindowScalar;
+// Runs launch(TileTag<Tile>) with the tile a cross_segment_diff call uses: rows of V >= 2 columns
+// (contiguous, W % V == 0), windows of V channels (channels_last), else scalar windows; V is
+// the widest vector the row length and the pointers allow.
+template <typename Tile>
+struct TileTag {
+  using type = Tile;
+};
+
+template <typename T, typename Launch, typename... P>
+cudaError_t with_csd_tile(const CsdShape& s, Launch&& launch, P... pointers) {
+  constexpr int VMax = csd_vec<T>();
+  const int v = pick_vec<T, VMax>(s.channels_last ? s.C : s.W, pointers...);
+  return with_vec<VMax>(v, [&](auto width) {
+    constexpr int V = decltype(width)::value;
+    if constexpr (V >= 2) {
+      if (!s.channels_last) return launch(TileTag<RowsTile<V>>{});
+    }
+    return launch(TileTag<WindowTile<V>>{});
+  });
 }
 
 }  // namespace
@@ -603,31 +611,22 @@ cudaError_t cross_segment_diff_forward(const void* feat, const void* aligned, vo
   if (batch * s.frame() <= 0) return cudaSuccess;
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    constexpr int V = csd_vec<T>();
     const auto* pf = static_cast<const T*>(feat);
     const auto* pa = static_cast<const T*>(aligned);
     auto* d0 = static_cast<T*>(diff_fwd);
     auto* d1 = static_cast<T*>(diff_bwd);
     auto* p0 = static_cast<T*>(pooled_fwd);
     auto* p1 = static_cast<T*>(pooled_bwd);
-    switch (csd_tile<T>(s, feat, aligned, diff_fwd, diff_bwd, pooled_fwd, pooled_bwd)) {
-      case CsdTile::kRows:
-        csd_forward_kernel<T, RowsTile<V>>
-            <<<grid_for(s.videos * RowsTile<V>::items_per_frame(s)), kThreads, 0, stream>>>(
-                pf, pa, d0, d1, p0, p1, s);
-        break;
-      case CsdTile::kWindowVec:
-        csd_forward_kernel<T, WindowTile<V>>
-            <<<grid_for(s.videos * WindowTile<V>::items_per_frame(s)), kThreads, 0, stream>>>(
-                pf, pa, d0, d1, p0, p1, s);
-        break;
-      case CsdTile::kWindowScalar:
-        csd_forward_kernel<T, WindowTile<1>>
-            <<<grid_for(s.videos * WindowTile<1>::items_per_frame(s)), kThreads, 0, stream>>>(
-                pf, pa, d0, d1, p0, p1, s);
-        break;
-    }
-    return cudaGetLastError();
+    return with_csd_tile<T>(
+        s,
+        [&](auto tag) {
+          using Tile = typename decltype(tag)::type;
+          csd_forward_kernel<T, Tile>
+              <<<grid_for(s.videos * Tile::items_per_frame(s)), kThreads, 0, stream>>>(
+                  pf, pa, d0, d1, p0, p1, s);
+          return cudaGetLastError();
+        },
+        feat, aligned, diff_fwd, diff_bwd, pooled_fwd, pooled_bwd);
   });
 }
 
@@ -644,32 +643,22 @@ cudaError_t cross_segment_diff_backward(const void* grad_diff_fwd, const void* g
   if (batch * s.frame() <= 0) return cudaSuccess;
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    constexpr int V = csd_vec<T>();
     const auto* g0 = static_cast<const T*>(grad_diff_fwd);
     const auto* g1 = static_cast<const T*>(grad_diff_bwd);
     const auto* q0 = static_cast<const T*>(grad_pooled_fwd);
     const auto* q1 = static_cast<const T*>(grad_pooled_bwd);
     auto* fe = static_cast<T*>(grad_feat);
     auto* al = static_cast<T*>(grad_aligned);
-    switch (csd_tile<T>(s, grad_diff_fwd, grad_diff_bwd, grad_pooled_fwd, grad_pooled_bwd,
-                        grad_feat, grad_aligned)) {
-      case CsdTile::kRows:
-        csd_backward_kernel<T, RowsTile<V>>
-            <<<grid_for(s.videos * RowsTile<V>::items_per_frame(s)), kThreads, 0, stream>>>(
-                g0, g1, q0, q1, fe, al, s);
-        break;
-      case CsdTile::kWindowVec:
-        csd_backward_kernel<T, WindowTile<V>>
-            <<<grid_for(s.videos * WindowTile<V>::items_per_frame(s)), kThreads, 0, stream>>>(
-                g0, g1, q0, q1, fe, al, s);
-        break;
-      case CsdTile::kWindowScalar:
-        csd_backward_kernel<T, WindowTile<1>>
-            <<<grid_for(s.videos * WindowTile<1>::items_per_frame(s)), kThreads, 0, stream>>>(
-                g0, g1, q0, q1, fe, al, s);
-        break;
-    }
-    return cudaGetLastError();
+    return with_csd_tile<T>(
+        s,
+        [&](auto tag) {
+          using Tile = typename decltype(tag)::type;
+          csd_backward_kernel<T, Tile>
+              <<<grid_for(s.videos * Tile::items_per_frame(s)), kThreads, 0, stream>>>(
+                  g0, g1, q0, q1, fe, al, s);
+          return cudaGetLastError();
+        },
+        grad_diff_fwd, grad_diff_bwd, grad_pooled_fwd, grad_pooled_bwd, grad_feat, grad_aligned);
   });
 }
 

@@ -425,15 +425,6 @@ __global__ void __launch_bounds__(kThreads)
 // ---------------------------------------------------------------------------------------
 // Launch helpers
 
-// Vectors of V elements are usable when a row (the unit a channel owns) holds whole vectors
-// and every pointer is aligned to the vector.
-template <typename T, int V>
-bool vector_ok(int64_t row_len, const void* a, const void* b = nullptr, const void* c = nullptr,
-               const void* d = nullptr, const void* e = nullptr, const void* f = nullptr,
-               const void* g = nullptr) {
-  return row_len % V == 0 && aligned_to(V * sizeof(T), a, b, c, d, e, f, g);
-}
-
 // Vector width of the shift backward. The excited half-precision variant keeps 15 vectors of
 // V floats alive; with 16-byte vectors (V = 8) it needs ~180 registers (or spills ~200 bytes
 // at the 128 the launch bounds allow), so it moves 8 bytes per access instead.
@@ -503,29 +494,22 @@ cudaError_t shift_forward(const void* x, const void* y_fwd, const void* y_bwd,
   if (excite != (y_bwd != nullptr)) return cudaErrorInvalidValue;
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    constexpr int V = kVec16<T>;
     const auto* px = static_cast<const T*>(x);
     const auto* pf = static_cast<const T*>(y_fwd);
     const auto* pb = static_cast<const T*>(y_bwd);
     const auto* pw = static_cast<const T*>(weight);
     auto* po = static_cast<T*>(out);
-    const bool vec = vector_ok<T, V>(fg.cols, x, y_fwd, y_bwd, out);
-    const int64_t work = fg.videos * (fg.frame / (vec ? V : 1));
-    const unsigned int grid = grid_for(work);
-    if (excite) {
-      if (vec) {
+    const int v = pick_vec<T, kVec16<T>>(fg.cols, x, y_fwd, y_bwd, out);
+    const unsigned int grid = grid_for(fg.videos * (fg.frame / v));
+    return with_vec<kVec16<T>>(v, [&](auto width) {
+      constexpr int V = decltype(width)::value;
+      if (excite) {
         shift_forward_kernel<T, V, true><<<grid, kThreads, 0, stream>>>(px, pf, pb, pw, po, fg);
       } else {
-        shift_forward_kernel<T, 1, true><<<grid, kThreads, 0, stream>>>(px, pf, pb, pw, po, fg);
-      }
-    } else {
-      if (vec) {
         shift_forward_kernel<T, V, false><<<grid, kThreads, 0, stream>>>(px, pf, pb, pw, po, fg);
-      } else {
-        shift_forward_kernel<T, 1, false><<<grid, kThreads, 0, stream>>>(px, pf, pb, pw, po, fg);
       }
-    }
-    return cudaGetLastError();
+      return cudaGetLastError();
+    });
   });
 }
 
@@ -611,20 +595,20 @@ cudaError_t shift_backward(const void* grad_out, const void* x, const void* y_fw
     auto* dw = static_cast<T*>(grad_weight);
     auto* partial = static_cast<acc_t<T>*>(workspace);
     if (excite) {
-      constexpr int V = backward_vec<T, true>();
-      const bool vec = vector_ok<T, V>(fg.cols, grad_out, x, y_fwd, y_bwd, grad_x, grad_y_fwd,
-                                       grad_y_bwd);
-      return vec ? launch_shift_backward<T, V, true>(pg, px, pf, pb, pw, dx, df, db, dw, partial,
-                                                     fg, stream)
-                 : launch_shift_backward<T, 1, true>(pg, px, pf, pb, pw, dx, df, db, dw, partial,
-                                                     fg, stream);
+      constexpr int VMax = backward_vec<T, true>();
+      const int v = pick_vec<T, VMax>(fg.cols, grad_out, x, y_fwd, y_bwd, grad_x, grad_y_fwd,
+                                      grad_y_bwd);
+      return with_vec<VMax>(v, [&](auto width) {
+        return launch_shift_backward<T, decltype(width)::value, true>(
+            pg, px, pf, pb, pw, dx, df, db, dw, partial, fg, stream);
+      });
     }
-    constexpr int V = backward_vec<T, false>();
-    const bool vec = vector_ok<T, V>(fg.cols, grad_out, x, grad_x);
-    return vec ? launch_shift_backward<T, V, false>(pg, px, pf, pb, pw, dx, df, db, dw, partial,
-                                                    fg, stream)
-               : launch_shift_backward<T, 1, false>(pg, px, pf, pb, pw, dx, df, db, dw, partial,
-                                                    fg, stream);
+    constexpr int VMax = backward_vec<T, false>();
+    const int v = pick_vec<T, VMax>(fg.cols, grad_out, x, grad_x);
+    return with_vec<VMax>(v, [&](auto width) {
+      return launch_shift_backward<T, decltype(width)::value, false>(
+          pg, px, pf, pb, pw, dx, df, db, dw, partial, fg, stream);
+    });
   });
 }
 

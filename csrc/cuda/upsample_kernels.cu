@@ -145,6 +145,43 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Contiguous, exactly doubled sizes (TDN's case: 28 -> 56), W % V == 0: rows 2i and 2i+1,
+// V columns each (16-byte accesses), feeding V/2 small pixels. Same summation order as the
+// generic gather (row by row, left to right).
+template <typename T, int V>
+__global__ void __launch_bounds__(kThreads)
+    upsample_backward_nchw_x2_kernel(const T* __restrict__ g, T* __restrict__ g_direct,
+                                     T* __restrict__ g_small, UpsampleShape s,
+                                     acc_t<T> s_direct, acc_t<T> s_gather) {
+  using A = acc_t<T>;
+  constexpr int P = V / 2;
+  const int64_t groups = s.W / V;
+  TDN_GRID_STRIDE_LOOP(item, s.B * s.C * s.h * groups) {
+    const int64_t jg = item % groups;
+    const int64_t row = item / groups;  // plane * h + i
+    const int64_t off0 = 2 * row * s.W + jg * V;  // output row 2i of the same plane
+    A r0[V], r1[V], d[V], acc[P];
+    load_pack<V>(g + off0, r0);
+    load_pack<V>(g + off0 + s.W, r1);
+#pragma unroll
+    for (int l = 0; l < V; ++l) d[l] = s_direct * r0[l];
+    store_pack<V>(g_direct + off0, d);
+#pragma unroll
+    for (int l = 0; l < V; ++l) d[l] = s_direct * r1[l];
+    store_pack<V>(g_direct + off0 + s.W, d);
+#pragma unroll
+    for (int q = 0; q < P; ++q) {
+      A a = 0;
+      a += s_gather * r0[2 * q];
+      a += s_gather * r0[2 * q + 1];
+      a += s_gather * r1[2 * q];
+      a += s_gather * r1[2 * q + 1];
+      acc[q] = a;
+    }
+    store_pack<P>(g_small + row * s.w + jg * P, acc);
+  }
+}
+
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
     upsample_backward_nhwc_kernel(const T* __restrict__ g, T* __restrict__ g_direct,
@@ -226,14 +263,17 @@ cudaError_t upsample_combine_forward(const void* a, const void* small, const voi
     // Vectors along W (contiguous) or C (channels_last); the small map must be aligned too in
     // channels_last, where it is read with the same vectors.
     const int64_t lane_len = channels_last ? s.C : s.W;
-    const bool vec = lane_len % V == 0 && aligned_to(16, a, b, out) &&
-                     (!channels_last || aligned_to(16, small));
+    const int v = pick_vec<T, V>(lane_len, a, b, out, channels_last ? small : nullptr);
     const bool third = b != nullptr;
-    if (vec && third) launch_forward<T, V, true>(pa, ps, pb, po, s, k, channels_last, stream);
-    if (vec && !third) launch_forward<T, V, false>(pa, ps, pb, po, s, k, channels_last, stream);
-    if (!vec && third) launch_forward<T, 1, true>(pa, ps, pb, po, s, k, channels_last, stream);
-    if (!vec && !third) launch_forward<T, 1, false>(pa, ps, pb, po, s, k, channels_last, stream);
-    return cudaGetLastError();
+    return with_vec<V>(v, [&](auto width) {
+      constexpr int W = decltype(width)::value;
+      if (third) {
+        launch_forward<T, W, true>(pa, ps, pb, po, s, k, channels_last, stream);
+      } else {
+        launch_forward<T, W, false>(pa, ps, pb, po, s, k, channels_last, stream);
+      }
+      return cudaGetLastError();
+    });
   });
 }
 
@@ -255,7 +295,11 @@ cudaError_t upsample_combine_backward(const void* grad_out, void* grad_direct, v
     auto* pd = static_cast<T*>(grad_direct);
     auto* ps = static_cast<T*>(grad_small);
     const A sd = static_cast<A>(s_direct), sg = static_cast<A>(s_gather);
-    if (!channels_last) {
+    if (!channels_last && s.H == 2 * s.h && s.W == 2 * s.w && s.W % V == 0 &&
+        aligned_to(16, grad_out, grad_direct, grad_small)) {
+      upsample_backward_nchw_x2_kernel<T, V>
+          <<<grid_for(s.B * s.C * s.h * (s.W / V)), kThreads, 0, stream>>>(pg, pd, ps, s, sd, sg);
+    } else if (!channels_last) {
       upsample_backward_nchw_kernel<T>
           <<<grid_for(s.B * s.C * s.h * s.w), kThreads, 0, stream>>>(pg, pd, ps, s, sd, sg);
     } else if (s.C % V == 0 && aligned_to(16, grad_out, grad_direct, grad_small)) {
