@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The GPU check of tdn_ops, for a GPU machine without network access (about 6-9 minutes on
-# an H100): versions -> build the extension with the CUDA kernels -> GPU operator tests ->
-# compute-sanitizer memcheck and racecheck on every operator -> benchmark -> summary.
+# The GPU check of tdn_ops, for a GPU machine without network access (under 10 minutes on an
+# H100): versions -> build the extension with the CUDA kernels -> GPU operator tests ->
+# benchmark of the operators -> compute-sanitizer memcheck and racecheck on every operator ->
+# benchmark of the modules and the model (with the time left) -> summary.
 #
 #   scripts/gpu_check.sh [OUTPUT_DIR]
 #
 # OUTPUT_DIR defaults to $OUT when set (the device tool's result folder), else
 # benchmarks/results/gpu-run. Everything goes there: one log per step, steps.tsv (step, exit
-# status, seconds), versions.json, pytest.xml, sanitizer logs, bench/ (the benchmark's CSV,
-# JSON and plots) and summary.md / summary.json. The summary is also copied to
+# status, seconds), versions.json, pytest.xml, sanitizer logs, bench/ and bench-model/ (the
+# benchmark's CSV, JSON and plots) and summary.md / summary.json. The summary is also copied to
 # benchmarks/results/gpu-<device>-<date>.md in the checkout, ready to commit.
 #
 # Environment: TDN_COMMIT (the commit being checked, recorded when there is no .git),
@@ -83,8 +84,32 @@ run_step kernels 60 "$py" "$root/scripts/gpu_report.py" check-kernels
 # --- tests ---------------------------------------------------------------------------------
 tests=("$root/tests/test_gpu.py")
 [[ -f "$root/tests/test_triton.py" ]] && tests+=("$root/tests/test_triton.py")
-run_step pytest 240 "$py" -m pytest "${tests[@]}" -q -rs --maxfail=50 --rootdir "$root" \
+run_step pytest 200 "$py" -m pytest "${tests[@]}" -q -rs --maxfail=50 --rootdir "$root" \
   -p no:cacheprovider --junitxml="$out/pytest.xml"
+
+# --- benchmark ------------------------------------------------------------------------------
+# The per-operator section first (the acceptance numbers at production shapes); the module
+# and model sections run at the end with whatever time is left.
+bench="$root/benchmarks/bench_tdm.py"
+bench_args=()
+if [[ -f "$bench" ]]; then
+  help="$("$py" "$bench" --help 2>&1 || true)"
+  for flag in --device:cuda --dtype:float32,bfloat16; do
+    grep -q -- "${flag%%:*}" <<<"$help" && bench_args+=("${flag%%:*}" "${flag#*:}")
+  done
+  grep -q -- "--full" <<<"$help" && bench_args+=(--full)
+  grep -q -- "--no-progress" <<<"$help" && bench_args+=(--no-progress)
+  has_sections=0
+  grep -q -- "--sections" <<<"$help" && has_sections=1
+  has_outdir=0
+  grep -q -- "--output-dir" <<<"$help" && has_outdir=1
+  ops_args=("${bench_args[@]}")
+  (( has_sections )) && ops_args+=(--sections ops)
+  (( has_outdir )) && ops_args+=(--output-dir "$out/bench")
+  run_step bench-ops 200 "$py" "$bench" "${ops_args[@]}"
+else
+  printf 'bench\tskipped (benchmarks/bench_tdm.py missing)\t0\n' >>"$steps"
+fi
 
 # --- compute-sanitizer ---------------------------------------------------------------------
 sanitizer="$(command -v compute-sanitizer || true)"
@@ -101,21 +126,11 @@ else
   echo "== sanitizer: compute-sanitizer not found, skipped"
 fi
 
-# --- benchmark -----------------------------------------------------------------------------
-bench="$root/benchmarks/bench_tdm.py"
-if [[ -f "$bench" ]]; then
-  help="$("$py" "$bench" --help 2>&1 || true)"
-  args=()
-  for flag in --device:cuda --dtype:float32,bfloat16 --output-dir:"$out/bench"; do
-    name="${flag%%:*}"
-    grep -q -- "$name" <<<"$help" && args+=("$name" "${flag#*:}")
-  done
-  grep -q -- "--full" <<<"$help" && args+=(--full)
-  grep -q -- "--no-progress" <<<"$help" && args+=(--no-progress)
-  # The benchmark gets what is left, keeping 30 s for the summary.
-  run_step bench $(( $(remaining) - 30 )) "$py" "$bench" "${args[@]}"
-else
-  printf 'bench\tskipped (benchmarks/bench_tdm.py missing)\t0\n' >>"$steps"
+# --- benchmark: modules and model, if time is left ------------------------------------------
+if [[ -f "$bench" ]] && (( has_sections )) && (( $(remaining) > 90 )); then
+  rest_args=("${bench_args[@]}" --sections modules,model)
+  (( has_outdir )) && rest_args+=(--output-dir "$out/bench-model")
+  run_step bench-model $(( $(remaining) - 30 )) "$py" "$bench" "${rest_args[@]}"
 fi
 
 # --- summary -------------------------------------------------------------------------------

@@ -199,12 +199,14 @@ def _sanitizer_summary(out: Path) -> dict:
     return result
 
 
-def _bench_lines(out: Path, limit: int = 60) -> list[str]:
-    log = out / "bench.log"
-    if not log.exists():
-        return []
-    lines = log.read_text(errors="replace").splitlines()
-    return lines[-limit:]
+def _bench_tails(out: Path, limit: int = 60) -> dict[str, list[str]]:
+    """The last lines (tables and verdicts) of each benchmark log."""
+    tails = {}
+    for name in ("bench-ops", "bench-model"):
+        log = out / f"{name}.log"
+        if log.exists():
+            tails[name] = log.read_text(errors="replace").splitlines()[-limit:]
+    return tails
 
 
 def cmd_summarize(args) -> int:
@@ -217,8 +219,9 @@ def cmd_summarize(args) -> int:
         "steps": _read_steps(out),
         "pytest": _pytest_counts(out),
         "sanitizer": _sanitizer_summary(out),
-        "bench_files": sorted(str(p.relative_to(out)) for p in (out / "bench").rglob("*")
-                              if p.is_file()) if (out / "bench").exists() else [],
+        "bench_files": sorted(str(p.relative_to(out)) for d in ("bench", "bench-model")
+                              if (out / d).exists() for p in (out / d).rglob("*")
+                              if p.is_file()),
     }
     _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
 
@@ -242,9 +245,8 @@ def cmd_summarize(args) -> int:
         md += ["", "## compute-sanitizer", ""]
         for tool, r in summary["sanitizer"].items():
             md.append(f"- {tool}: errors={r['errors']} hazards={r['hazards']}")
-    bench = _bench_lines(out)
-    if bench:
-        md += ["", "## Benchmark (tail of bench.log)", "", "```", *bench, "```"]
+    for name, lines in _bench_tails(out).items():
+        md += ["", f"## Benchmark: tail of {name}.log", "", "```", *lines, "```"]
     text = "\n".join(md) + "\n"
     _write_atomic(out / "summary.md", text)
     print(text)
