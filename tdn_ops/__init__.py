@@ -41,3 +41,6 @@ __all__ = [
     "ExciteShiftFunction",
     "LateralFuseFunction",
 ]
+
+# Drop-in layers (imported last: they use the operators above).
+from . import nn  # noqa: E402
