@@ -52,7 +52,8 @@ def test_a_few_steps_of_tdn_lower_the_loss(dataset, tmp_path):
 
 def test_run_folder_contents_and_checkpoint_formats(dataset, tmp_path):
     output = tmp_path / "run"
-    run_training(_config(dataset, output, epochs=1))
+    # also the mixed-precision (bfloat16 autocast on CPU) and channels_last code paths
+    run_training(_config(dataset, output, epochs=1, amp=True, channels_last=True))
     for name in ("checkpoint_last.pt", "checkpoint_best.pt", "log.csv", "log.json",
                  "curves.png", "config.json"):
         assert (output / name).stat().st_size > 0, name

@@ -47,8 +47,9 @@ def _figure_bytes(figure) -> bytes:
     return buffer.getvalue()
 
 
-def plot_curves(history: Sequence[dict], path: str) -> None:
-    """Loss (left) and top-1 accuracy (right) per epoch, training and validation."""
+def plot_curves(history: Sequence[dict], path: str, show_top5: bool = True) -> None:
+    """Loss (left) and accuracy (right) per epoch, training and validation. ``show_top5=False``
+    leaves out top-5, which says nothing with 5 classes or fewer."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,8 +61,10 @@ def plot_curves(history: Sequence[dict], path: str) -> None:
         points = [(e, row[key]) for e, row in zip(epochs, history) if row.get(key) is not None]
         if points:
             loss_axis.plot(*zip(*points), marker="o", label=label)
-    for key, label in (("train_top1", "train top-1"), ("val_top1", "validation top-1"),
-                       ("val_top5", "validation top-5")):
+    accuracies = [("train_top1", "train top-1"), ("val_top1", "validation top-1")]
+    if show_top5:
+        accuracies.append(("val_top5", "validation top-5"))
+    for key, label in accuracies:
         points = [(e, row[key]) for e, row in zip(epochs, history) if row.get(key) is not None]
         if points:
             accuracy_axis.plot(*zip(*points), marker="o", label=label)

@@ -401,7 +401,8 @@ def _run(config: TrainConfig, context: DistributedContext) -> dict:
             if improved:
                 ckpt.atomic_torch_save(state, os.path.join(config.output, ckpt.BEST_NAME))
             write_history(history, config.output)
-            plot_curves(history, os.path.join(config.output, "curves.png"))
+            plot_curves(history, os.path.join(config.output, "curves.png"),
+                        show_top5=data.num_classes > 5)
             log.info("epoch %d/%d  %s", epoch + 1, config.epochs, "  ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                 for k, v in row.items() if k != "epoch"))
