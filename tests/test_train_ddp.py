@@ -18,14 +18,21 @@ import pytest
 import torch
 
 from tdn.data import write_motion_dataset
-from tdn.engine import TrainConfig, load_training_state, run_training
+from tdn.engine import EvalConfig, TrainConfig, load_training_state, run_evaluation, run_training
 
 DRIVER = """
-import json, sys
-from tdn.engine import TrainConfig, run_training
+import json, os, sys
+from tdn.engine import (EvalConfig, TrainConfig, run_evaluation, run_training,
+                        setup_distributed, teardown_distributed)
+context = setup_distributed("cpu")
 config = TrainConfig(**json.loads(sys.argv[1]))
-config.lr_steps = tuple(config.lr_steps)
-run_training(config)
+run_training(config, context)
+# evaluation shards the list without padding and gathers the scores back
+run_evaluation(EvalConfig(checkpoint=os.path.join(config.output, "checkpoint_last.pt"),
+                          val_list=config.val_list, data_root=config.data_root,
+                          input_size=config.input_size, clips=2, workers=0, device="cpu",
+                          progress=False, output=os.path.join(config.output, "eval")), context)
+teardown_distributed()
 """
 
 
@@ -68,3 +75,16 @@ def test_two_gloo_processes_match_one_process(dataset, tmp_path):
         assert ddp["history"][0][name] == pytest.approx(single["history"][0][name], abs=1e-4)
     # and the weights did move
     assert not torch.equal(single["state_dict"]["new_fc.bias"], torch.zeros(4))
+
+    # 2-process evaluation (4 videos, uneven shards of the 2-clip views) = 1-process evaluation
+    alone = run_evaluation(EvalConfig(
+        checkpoint=str(tmp_path / "ddp" / "checkpoint_last.pt"), val_list=paths["val"],
+        data_root=str(root), input_size=40, clips=2, workers=0, device="cpu", progress=False,
+        output=str(tmp_path / "eval")))
+    together = json.loads((tmp_path / "ddp" / "eval" / "metrics.json").read_text())
+    assert together["count"] == alone["count"] == 4
+    assert together["per_class_accuracy"] == alone["per_class_accuracy"]
+    scores_alone = torch.load(tmp_path / "eval" / "scores.pt", weights_only=True)
+    scores_together = torch.load(tmp_path / "ddp" / "eval" / "scores.pt", weights_only=True)
+    assert scores_together["indices"].tolist() == [0, 1, 2, 3]
+    torch.testing.assert_close(scores_together["scores"], scores_alone["scores"])

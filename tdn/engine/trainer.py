@@ -29,8 +29,8 @@ from ..data import (EvalTransform, TrainTransform, VideoDataset, build_loader,
                     read_annotation_list, read_class_names)
 from ..data.transforms import MULTI_SCALE_CROP_SCALES
 from . import checkpoint as ckpt
-from .distributed import (DistributedContext, all_ranks_true, average_gradients, gather_objects,
-                          setup_distributed, teardown_distributed)
+from .distributed import (DistributedContext, all_ranks_true, average_gradients, barrier,
+                          gather_objects, setup_distributed, teardown_distributed)
 from .inputs import batch_to_input
 from .metrics import RunningMetrics
 from .modelio import build_from_config, model_config, training_metadata
@@ -406,6 +406,8 @@ def _run(config: TrainConfig, context: DistributedContext) -> dict:
             log.info("epoch %d/%d  %s", epoch + 1, config.epochs, "  ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                 for k, v in row.items() if k != "epoch"))
+        # nobody runs ahead of the checkpoint (e.g. to evaluate it, or to finish and exit)
+        barrier(context)
     final = dict(history[-1]) if history else {}
     final.update(best_top1=best_top1, best_epoch=best_epoch)
     return final
