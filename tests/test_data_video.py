@@ -160,3 +160,22 @@ def read_annotation_list_from_lines(directory, lines, root=None):
     path = directory / f"list_{abs(hash(tuple(lines)))}.txt"
     path.write_text("\n".join(lines) + "\n")
     return read_annotation_list(path, root)
+
+
+def test_containers_without_a_frame_count_are_counted_by_demuxing(tmp_path):
+    import av
+    from fractions import Fraction
+
+    path = str(tmp_path / "clip.mkv")  # Matroska headers carry no frame count
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(12))
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for image in _numbered_frames(15):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    with av.open(path) as container:
+        assert container.streams.video[0].frames == 0
+    assert video_frame_count(path, "pyav") == 15
+    # counting rewinds the file: the frames read afterwards are still the right ones
+    assert _frame_numbers(read_video_frames(path, [0, 7, 14, 20], "pyav")) == [0, 7, 14, 14]

@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .annotations import VideoRecord
-from .decoding import (DecoderBackend, FrameReadError, read_folder_frames, read_video_frames,
-                       resolve_backend, video_frame_count)
+from .decoding import (DecoderBackend, FrameReadError, read_folder_frames, read_video_sampled,
+                       resolve_backend)
 from .sampling import SNIPPET_LENGTH, SamplingMode, sample_frame_indices
 
 Transform = Callable[[torch.Tensor, int, "torch.Generator | None"], tuple[torch.Tensor, int]]
@@ -112,20 +112,17 @@ class VideoDataset(Dataset):
     def labels(self) -> list[int]:
         return [r.label for r in self.records]
 
+    def _indices(self, num_frames: int, generator: torch.Generator) -> list[int]:
+        return sample_frame_indices(num_frames, self.num_segments, self.mode, self.snippet_length,
+                                    self.num_clips, generator).flatten().tolist()
+
     def _read(self, record: VideoRecord, generator: torch.Generator) -> torch.Tensor:
         if record.is_frame_folder:
-            num_frames = record.num_frames
-        else:
-            num_frames = video_frame_count(record.path, self.decoder)
-            if num_frames < 1:
-                raise FrameReadError(record.path, "the video has no frames")
-        indices = sample_frame_indices(num_frames, self.num_segments, self.mode,
-                                       self.snippet_length, self.num_clips, generator)
-        flat = indices.flatten().tolist()
-        if record.is_frame_folder:
-            return read_folder_frames(record.path, flat, self.image_template,
-                                      self.first_frame_index)
-        return read_video_frames(record.path, flat, self.decoder)
+            return read_folder_frames(record.path, self._indices(record.num_frames, generator),
+                                      self.image_template, self.first_frame_index)
+        # one open per item: the frame count and the frames come from the same container
+        return read_video_sampled(record.path, lambda count: self._indices(count, generator),
+                                  self.decoder)
 
     def __getitem__(self, key) -> Sample | SkippedItem:
         index, seed = key if isinstance(key, tuple) else (key, None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -45,47 +45,48 @@ def _to_tensor(frames: Sequence[np.ndarray]) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- PyAV
-def _pyav_frame_count(path: str) -> int:
-    import av
-
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise FrameReadError(path, "no video stream")
-        stream = container.streams.video[0]
-        if stream.frames > 0:
-            return int(stream.frames)
-        # Containers without a frame count in their header (webm, some mkv): count packets,
-        # which demuxes without decoding.
-        return sum(1 for packet in container.demux(stream) if packet.size > 0)
+def _pyav_count(container, stream) -> int:
+    if stream.frames > 0:
+        return int(stream.frames)
+    # Containers without a frame count in their header (webm, some mkv): count packets,
+    # which demuxes without decoding, then rewind.
+    count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+    container.seek(0, stream=stream)
+    return count
 
 
-def _pyav_read(path: str, indices: Sequence[int]) -> list[np.ndarray]:
-    import av
-
+def _pyav_decode(container, stream, path: str, indices: Sequence[int]) -> list[np.ndarray]:
     wanted = set(int(i) for i in indices)
     last_wanted = max(wanted)
     found: dict[int, np.ndarray] = {}
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise FrameReadError(path, "no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        last_frame = None
-        for position, frame in enumerate(container.decode(stream)):
-            last_frame = frame
-            if position in wanted:
-                found[position] = frame.to_ndarray(format="rgb24")
-            if position >= last_wanted:
-                break
-        if last_frame is None:
-            raise FrameReadError(path, "no frame could be decoded")
-        # Headers may over-count frames: indices past the last decoded frame are clamped to
-        # it, the same rule as for indices past the end of the video (SPEC section 1).
-        missing = wanted - found.keys()
-        if missing:
-            tail = last_frame.to_ndarray(format="rgb24")
-            found.update((index, tail) for index in missing)
+    last_frame = None
+    for position, frame in enumerate(container.decode(stream)):
+        last_frame = frame
+        if position in wanted:
+            found[position] = frame.to_ndarray(format="rgb24")
+        if position >= last_wanted:
+            break
+    if last_frame is None:
+        raise FrameReadError(path, "no frame could be decoded")
+    # Headers may over-count frames: indices past the last decoded frame are clamped to it,
+    # the same rule as for indices past the end of the video (SPEC section 1).
+    missing = wanted - found.keys()
+    if missing:
+        tail = last_frame.to_ndarray(format="rgb24")
+        found.update((index, tail) for index in missing)
     return [found[int(i)] for i in indices]
+
+
+def _pyav_open(path: str):
+    import av
+
+    container = av.open(path)
+    if not container.streams.video:
+        container.close()
+        raise FrameReadError(path, "no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
 
 
 # ----------------------------------------------------------------------------- decord
@@ -96,39 +97,65 @@ def _decord_reader(path: str):
 
 
 # ----------------------------------------------------------------------------- public API
+def _unreadable(path: str, error: Exception) -> FrameReadError:
+    if isinstance(error, FrameReadError):
+        return error
+    if isinstance(error, FileNotFoundError) or not os.path.isfile(path):
+        return FrameReadError(path, "file not found")
+    # av.error.*, decord errors, OSError: all mean "this file cannot be decoded"
+    return FrameReadError(path, f"{type(error).__name__}: {error}")
+
+
+def read_video_sampled(
+    path: str, choose: Callable[[int], Sequence[int]], backend: DecoderBackend = "auto",
+) -> torch.Tensor:
+    """Open ``path`` once, ask ``choose(num_frames)`` which frames to read, and return them as
+    ``(K, 3, H, W)`` uint8 RGB. Raises :class:`FrameReadError` when the file cannot be read."""
+    backend = resolve_backend(backend)
+    try:
+        if backend == "decord":
+            reader = _decord_reader(path)
+            count = len(reader)
+            if count < 1:
+                raise FrameReadError(path, "the video has no frames")
+            indices = [min(int(i), count - 1) for i in choose(count)]
+            if indices:
+                frames = reader.get_batch(indices).asnumpy()
+                return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+        else:
+            container, stream = _pyav_open(path)
+            with container:
+                count = _pyav_count(container, stream)
+                if count < 1:
+                    raise FrameReadError(path, "the video has no frames")
+                indices = list(choose(count))
+                if indices:
+                    return _to_tensor(_pyav_decode(container, stream, path, indices))
+    except Exception as error:  # PyAV's errors subclass ValueError/OSError: all "unreadable"
+        raise _unreadable(path, error) from error
+    raise ValueError("choose() selected no frame")
+
+
 def video_frame_count(path: str, backend: DecoderBackend = "auto") -> int:
     """Number of frames of a video file (from its header, or by demuxing when absent)."""
     backend = resolve_backend(backend)
-    if not os.path.isfile(path):
-        raise FrameReadError(path, "file not found")
     try:
         if backend == "decord":
             return len(_decord_reader(path))
-        return _pyav_frame_count(path)
-    except FrameReadError:
-        raise
-    except Exception as error:  # av.error.*, decord errors, OSError: all mean "unreadable"
-        raise FrameReadError(path, f"{type(error).__name__}: {error}") from error
+        container, stream = _pyav_open(path)
+        with container:
+            return _pyav_count(container, stream)
+    except Exception as error:
+        raise _unreadable(path, error) from error
 
 
 def read_video_frames(
     path: str, indices: Sequence[int], backend: DecoderBackend = "auto",
 ) -> torch.Tensor:
     """Frames ``indices`` (0-based) of a video file as ``(K, 3, H, W)`` uint8 RGB."""
-    backend = resolve_backend(backend)
     if len(indices) == 0:
         raise ValueError("indices must not be empty")
-    try:
-        if backend == "decord":
-            reader = _decord_reader(path)
-            last = len(reader) - 1
-            clamped = [min(int(i), last) for i in indices]
-            return torch.from_numpy(reader.get_batch(clamped).asnumpy()).permute(0, 3, 1, 2).contiguous()
-        return _to_tensor(_pyav_read(path, indices))
-    except FrameReadError:
-        raise
-    except Exception as error:
-        raise FrameReadError(path, f"{type(error).__name__}: {error}") from error
+    return read_video_sampled(path, lambda count: indices, backend)
 
 
 def read_folder_frames(
