@@ -84,7 +84,11 @@ run_step kernels 60 "$py" "$root/scripts/gpu_report.py" check-kernels
 # --- tests ---------------------------------------------------------------------------------
 tests=("$root/tests/test_gpu.py")
 [[ -f "$root/tests/test_triton.py" ]] && tests+=("$root/tests/test_triton.py")
-run_step pytest 200 "$py" -m pytest "${tests[@]}" -q -rs --maxfail=50 --rootdir "$root" \
+# The CUDA kernels must be there (a missing backend fails instead of skipping); Triton too
+# when it is installed.
+required=cuda
+"$py" -c "import triton" >/dev/null 2>&1 && required=cuda,triton
+run_step pytest 200 env TDN_OPS_REQUIRE_BACKENDS="$required" "$py" -m pytest "${tests[@]}" -q -rs --maxfail=50 --rootdir "$root" \
   -p no:cacheprovider --junitxml="$out/pytest.xml"
 
 # --- benchmark ------------------------------------------------------------------------------

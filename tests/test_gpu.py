@@ -13,6 +13,8 @@ Without a CUDA device the whole module is skipped, with the reason shown (never 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -40,7 +42,7 @@ TOLERANCE = {torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1.5e-2}
 GPU_CASES = [
     *[Case(op, d, "vec") for op in ("bidirectional_excitation", "temporal_shift_conv",
                                     "excite_shift")
-      for d in ((2, 8, 16, 8, 8), (1, 4, 32, 14, 14), (2, 8, 64, 28, 28))],
+      for d in ((2, 8, 16, 8, 8), (1, 4, 32, 14, 14), (2, 8, 64, 28, 28), (1, 2, 1040, 2, 2))],
     *[Case("temporal_diff_pool", d, "vec") for d in ((2, 5, 8, 16, 16, 2),
                                                      (4, 5, 3, 64, 48, 2), (2, 5, 8, 17, 16, 2))],
     *[Case("cross_segment_diff", d, "vec") for d in ((2, 8, 8, 8, 8), (1, 4, 16, 9, 16),
@@ -55,12 +57,20 @@ GPU_CASES = [
 ALL_CASES = cases_for() + GPU_CASES
 
 
+# Backends that must be present (comma-separated), e.g. "cuda,triton" in scripts/gpu_check.sh:
+# for them a missing backend fails the test instead of skipping it.
+REQUIRED = {b for b in os.environ.get("TDN_OPS_REQUIRE_BACKENDS", "").split(",") if b}
+
+
 def require_backend(backend: str, op: str) -> None:
     """Skip (with the reason) when ``backend`` cannot run ``op`` on this CUDA device."""
     try:
         resolve_backend(op, backend, torch.device(DEVICE))
     except (RuntimeError, ValueError) as exc:
-        pytest.skip(f"backend {backend!r} unavailable for {op}: {exc}")
+        message = f"backend {backend!r} unavailable for {op}: {exc}"
+        if backend in REQUIRED:
+            pytest.fail(message + " (required by TDN_OPS_REQUIRE_BACKENDS)")
+        pytest.skip(message)
 
 
 def forward_backward(fn, args, seed=1):
