@@ -88,7 +88,7 @@ tests=("$root/tests/test_gpu.py")
 # when it is installed.
 required=cuda
 "$py" -c "import triton" >/dev/null 2>&1 && required=cuda,triton
-run_step pytest 200 env TDN_OPS_REQUIRE_BACKENDS="$required" "$py" -m pytest "${tests[@]}" -q -rs --maxfail=50 --rootdir "$root" \
+run_step pytest 240 env TDN_OPS_REQUIRE_BACKENDS="$required" "$py" -m pytest "${tests[@]}" -q -rs --maxfail=50 --rootdir "$root" \
   -p no:cacheprovider --junitxml="$out/pytest.xml"
 
 # --- benchmark ------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ if [[ -f "$bench" ]]; then
   ops_args=("${bench_args[@]}")
   (( has_sections )) && ops_args+=(--sections ops)
   (( has_outdir )) && ops_args+=(--output-dir "$out/bench")
-  run_step bench-ops 200 "$py" "$bench" "${ops_args[@]}"
+  run_step bench-ops 180 "$py" "$bench" "${ops_args[@]}"
 else
   printf 'bench\tskipped (benchmarks/bench_tdm.py missing)\t0\n' >>"$steps"
 fi
