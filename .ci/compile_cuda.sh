@@ -37,8 +37,11 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
 echo "compile_cuda: $("$nvcc" --version | tail -n 1); archs: ${archs[*]}"
-# The same flags as setup.py's nvcc flags, plus warnings as errors for our own code.
+# The flags setup.py gives nvcc, the half-type restrictions torch's CUDAExtension adds to
+# every build (no implicit half/bfloat16 conversions or operators), and warnings as errors.
 flags=(-std=c++17 -O3 --use_fast_math -lineinfo -I"$root/csrc" "${gencode[@]}"
+       -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__
+       -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__
        -Werror=all-warnings "${extra[@]}")
 
 pids=()
