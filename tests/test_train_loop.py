@@ -85,6 +85,27 @@ def test_resume_continues_exactly(dataset, tmp_path):
     assert [r["epoch"] for r in b["history"]] == [1, 2]
 
 
+def test_resume_from_the_middle_of_an_epoch(dataset, tmp_path):
+    # 8 clips, batch 1 x 2 accumulated: 4 optimiser steps per epoch; stop after 3 (mid-epoch 1)
+    accumulate = 2
+    common = dict(epochs=2, batch_size=1, accumulate=accumulate, dropout=0.5, val_list=None)
+    straight = run_training(_config(dataset, tmp_path / "a", **common))
+    stopped = run_training(_config(dataset, tmp_path / "b", stop_after_steps=3, **common))
+    assert stopped == {"best_top1": -1.0, "best_epoch": -1, "completed": False}
+    middle = load_training_state(str(tmp_path / "b" / "checkpoint_last.pt"))
+    assert (middle["epoch"], middle["step_in_epoch"]) == (0, 3 * accumulate)
+    resumed = run_training(_config(dataset, tmp_path / "b", resume="auto", **common))
+    assert resumed["completed"]
+    a = _weights(str(tmp_path / "a" / "checkpoint_last.pt"))
+    b = _weights(str(tmp_path / "b" / "checkpoint_last.pt"))
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    # the epoch's metrics include the micro-batches trained before the stop
+    assert resumed["train_loss"] == straight["train_loss"]
+    history = json.loads((tmp_path / "b" / "log.json").read_text())
+    assert history[0]["train_loss"] == json.loads(
+        (tmp_path / "a" / "log.json").read_text())[0]["train_loss"]
+
+
 def test_resume_refuses_a_different_model(dataset, tmp_path):
     run_training(_config(dataset, tmp_path / "run", epochs=1))
     with pytest.raises(ValueError, match="num_segments"):

@@ -86,7 +86,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     session.add_argument("--resume", nargs="?", const="auto", default=None,
                      help="continue from a checkpoint_last.pt (no value: the one in --output, "
                           "if any)")
-    session.add_argument("--eval-every", type=positive_int, default=1, help="epochs between validations")
+    session.add_argument("--eval-every", type=positive_int, default=1,
+                         help="epochs between validations")
+    session.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                         help="also save checkpoint_last.pt every STEPS optimiser steps inside "
+                              "epochs (default 0: at epoch ends only)")
+    session.add_argument("--stop-after-steps", type=int, default=0, metavar="STEPS",
+                         help="save and stop after STEPS optimiser steps of this invocation "
+                              "(for time-limited jobs; continue with --resume)")
     session.add_argument("--val-batch-size", type=positive_int, default=None)
     add_runtime_options(parser)
     parser.set_defaults(func=run)
@@ -118,6 +125,7 @@ def config_from_args(args):
         pretrained=args.pretrained, backend=args.backend, amp=args.amp,
         channels_last=args.channels_last, accumulate=args.accumulate, workers=args.workers,
         device=args.device, seed=args.seed, resume=args.resume, eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every, stop_after_steps=args.stop_after_steps,
         progress=args.progress)
 
 

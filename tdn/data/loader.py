@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch.utils.data import DataLoader
 
 from .dataset import VideoDataset, collate_samples
@@ -20,6 +21,9 @@ def build_loader(dataset: VideoDataset, batch_size: int, *, train: bool, num_rep
     sampler = ShardedSampler(len(dataset), num_replicas, rank, shuffle=train, seed=seed, pad=train)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+        # the loader draws its workers' base seed from its own generator, never from the
+        # global one, so the model's random draws (dropout) do not depend on the data pipeline
+        generator=torch.Generator().manual_seed(seed),
         collate_fn=collate_samples, pin_memory=pin_memory, drop_last=drop_last,
         # several small items per worker keep the GPU fed without holding many videos in RAM
         prefetch_factor=2 if workers > 0 else None,

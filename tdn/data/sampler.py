@@ -51,9 +51,14 @@ class ShardedSampler(Sampler):
         self.seed = seed
         self.pad = pad
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch; ``start`` skips this rank's first items (to resume mid-epoch)."""
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
         self.epoch = epoch
+        self.start = start
 
     def order(self) -> list[int]:
         """The global order of this epoch, before sharding (padded when ``pad``)."""
@@ -68,10 +73,14 @@ class ShardedSampler(Sampler):
         return order
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for index in self.order()[self.rank::self.num_replicas]:
+        for index in self.order()[self.rank::self.num_replicas][self.start:]:
             yield index, sample_seed(self.seed, self.epoch, index)
 
-    def __len__(self) -> int:
+    def shard_size(self) -> int:
+        """Items of this rank in a whole epoch."""
         if self.pad:
             return math.ceil(self.num_items / self.num_replicas)
         return len(range(self.rank, self.num_items, self.num_replicas))
+
+    def __len__(self) -> int:
+        return max(self.shard_size() - self.start, 0)

@@ -2,10 +2,11 @@
 
 Every epoch: train on this rank's shard, validate (metrics summed over ranks), then rank 0
 writes ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when validation top-1 improves),
-``log.csv``, ``log.json`` and ``curves.png``. ``resume`` restores model, optimiser, schedule,
-grad scaler, epoch, history and every rank's random generators, and the data order and
-augmentation are functions of (seed, epoch, item), so a resumed run continues with the same
-numbers an uninterrupted run would have produced.
+``log.csv``, ``log.json`` and ``curves.png``; ``checkpoint_every`` adds mid-epoch saves every
+that many optimiser steps. ``resume`` restores model, optimiser, schedule, grad scaler,
+epoch (and position inside it), history, partial metrics and every rank's random generators;
+data order and augmentation are functions of (seed, epoch, item), so a resumed run continues
+with the same numbers an uninterrupted run would have produced.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -87,6 +88,8 @@ class TrainConfig:
     seed: int = 0
     resume: str | None = None
     eval_every: int = 1
+    checkpoint_every: int = 0
+    stop_after_steps: int = 0
     progress: bool = True
 
     def validate(self) -> None:
@@ -96,8 +99,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        for name in ("workers", "checkpoint_every", "stop_after_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ValueError(f"clip_grad_norm must be > 0 (or None), got {self.clip_grad_norm}")
         if not os.path.isfile(self.train_list):
@@ -220,17 +224,25 @@ class Trainer:
 
         return tqdm(loader, desc=description, leave=False, dynamic_ncols=True)
 
-    def train_epoch(self, loader, epoch: int) -> RunningMetrics:
+    def train_epoch(self, loader, epoch: int, start: int = 0,
+                    metrics: RunningMetrics | None = None,
+                    after_step: Callable[[int, int, RunningMetrics], bool] | None = None,
+                    ) -> tuple[RunningMetrics, bool]:
+        """One epoch, or its remainder from micro-batch ``start`` with the metrics summed so
+        far. ``after_step(micro_batches_done, micro_batches_total, local_metrics)`` runs after
+        every optimiser step and returns True to stop. Returns (metrics summed over ranks,
+        whether the epoch ran to its end)."""
         config, context = self.config, self.context
         self.model.train()
         apply_batch_norm_mode(self.network, config.bn_mode)
-        loader.sampler.set_epoch(epoch)
-        metrics = RunningMetrics()
-        total = len(loader)
+        loader.sampler.set_epoch(epoch, start * config.batch_size)
+        metrics = metrics if metrics is not None else RunningMetrics()
+        total = start + len(loader)  # micro-batches in the whole epoch
         bar = self._progress(loader, f"epoch {epoch + 1}/{config.epochs}")
         self.optimizer.zero_grad(set_to_none=True)
         pending = 0  # micro-batches whose gradients wait for the next optimiser step
-        for position, batch in enumerate(bar):
+        finished = True
+        for position, batch in enumerate(bar, start=start):
             self.skips(batch.skipped)
             group_start = position - position % config.accumulate
             group_size = min(config.accumulate, total - group_start)
@@ -253,15 +265,23 @@ class Trainer:
             elif step_now and pending and context.is_distributed:
                 # the synchronising backward of this group was dropped: average by hand
                 average_gradients(self.network, context)
-            if step_now and pending:
+            stepped = step_now and pending > 0
+            if stepped:
                 self._optimizer_step()
                 pending = 0
             if bar is not loader:
                 summary = metrics.summary()
                 bar.set_postfix(loss=f"{summary['loss']:.3f}", top1=f"{summary['top1']:.1f}",
                                 lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
-        metrics.skipped = self.skips.take()
-        return metrics.reduced(context)
+            if stepped and after_step is not None:
+                metrics.skipped += self.skips.take()
+                if after_step(position + 1, total, metrics) and position + 1 < total:
+                    finished = False
+                    break
+        if bar is not loader:
+            bar.close()
+        metrics.skipped += self.skips.take()
+        return metrics.reduced(context), finished
 
     def _optimizer_step(self) -> None:
         if self.config.clip_grad_norm is not None:
@@ -286,7 +306,7 @@ class Trainer:
                 logits = self.network(clips)  # no DDP wrapper: nothing to synchronise
             loss = F.cross_entropy(logits.float(), labels)
             metrics.update(loss.item(), logits, labels)
-        metrics.skipped = self.skips.take()
+        metrics.skipped += self.skips.take()
         return metrics.reduced(self.context)
 
 
@@ -321,6 +341,63 @@ def run_training(config: TrainConfig, context: DistributedContext | None = None)
             teardown_distributed()
 
 
+@dataclass
+class Progress:
+    """Where a run stands: what a checkpoint records besides the module states."""
+
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # micro-batches of epoch ``epoch`` already trained (mid-epoch save)
+    partial: RunningMetrics | None = None  # this rank's sums over those micro-batches
+    history: list = field(default_factory=list)
+    best_top1: float = -1.0
+    best_epoch: int = -1
+
+
+def _save(path_names: Sequence[str], trainer: Trainer, progress: Progress, extra: dict) -> None:
+    """Gather every rank's RNG state (and partial metrics) and write the checkpoint(s) on
+    rank 0. A collective: every rank calls it at the same point."""
+    context = trainer.context
+    rng_states = gather_objects(ckpt.capture_rng_state(), context)
+    partials = gather_objects(
+        dataclasses.asdict(progress.partial) if progress.partial is not None else None, context)
+    if not context.is_main:
+        return
+    state = {
+        "format": ckpt.CHECKPOINT_FORMAT, "epoch": progress.epoch,
+        "step_in_epoch": progress.step_in_epoch, "partial_metrics": partials,
+        "state_dict": trainer.network.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
+        "scaler": trainer.scaler.state_dict(), "rng": rng_states, "history": progress.history,
+        "best_top1": progress.best_top1, "best_epoch": progress.best_epoch, **extra,
+    }
+    for name in path_names:
+        ckpt.atomic_torch_save(state, os.path.join(trainer.config.output, name))
+
+
+def _restore(path: str, trainer: Trainer, recorded_model: dict) -> Progress:
+    state = ckpt.load_training_state(path)
+    _check_resumable(state, recorded_model, path)
+    trainer.network.load_state_dict(state["state_dict"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.scaler.load_state_dict(state["scaler"])
+    rank, world = trainer.context.rank, trainer.context.world_size
+    rng_states = state["rng"]
+    ckpt.restore_rng_state(rng_states[rank % len(rng_states)])
+    progress = Progress(epoch=int(state["epoch"]), history=list(state["history"]),
+                        best_top1=float(state["best_top1"]), best_epoch=int(state["best_epoch"]))
+    step = int(state.get("step_in_epoch", 0))
+    if step:
+        partials = state.get("partial_metrics") or []
+        if len(partials) != world:
+            raise ValueError(f"{path} was saved mid-epoch by {len(partials)} process(es); resume "
+                             f"it with the same number of processes (this run has {world}), or "
+                             f"from an end-of-epoch checkpoint")
+        progress.step_in_epoch = step
+        progress.partial = RunningMetrics(**partials[rank])
+    return progress
+
+
 def _run(config: TrainConfig, context: DistributedContext) -> dict:
     torch.manual_seed(config.seed + context.rank)
     if context.is_main:
@@ -331,41 +408,62 @@ def _run(config: TrainConfig, context: DistributedContext) -> dict:
     network, model = build_training_model(config, data.num_classes, context)
     optimizer = build_optimizer(network, config.lr, config.momentum,
                                 config.weight_decay, config.fc_lr5)
-    steps_per_epoch = math.ceil(len(data.train_loader) / config.accumulate)
-    scheduler = build_scheduler(optimizer, steps_per_epoch, config.lr_steps, config.lr_gamma,
-                                config.warmup_epochs)
+    micro_batches = len(data.train_loader)
+    scheduler = build_scheduler(optimizer, math.ceil(micro_batches / config.accumulate),
+                                config.lr_steps, config.lr_gamma, config.warmup_epochs)
     scaler = torch.amp.GradScaler(context.device.type,
                                   enabled=config.amp and context.device.type == "cuda")
     trainer = Trainer(config, context, network, model, optimizer, scheduler, scaler,
                       SkipReporter(context))
     recorded_model = model_config(config.arch, data.num_classes, config.segments, config.dropout,
                                   config.input_size)
+    extra = {"model": recorded_model, "metadata": training_metadata(network, recorded_model),
+             "config": config.as_dict(), "class_names": data.class_names}
 
-    start_epoch, history, best_top1, best_epoch = 0, [], -1.0, -1
+    progress = Progress()
     resume_from = _resume_path(config)
     if resume_from:
-        state = ckpt.load_training_state(resume_from)
-        _check_resumable(state, recorded_model, resume_from)
-        network.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, history = int(state["epoch"]), list(state["history"])
-        best_top1, best_epoch = float(state["best_top1"]), int(state["best_epoch"])
-        rng_states = state["rng"]
-        ckpt.restore_rng_state(rng_states[context.rank % len(rng_states)])
+        progress = _restore(resume_from, trainer, recorded_model)
         if context.is_main:
-            log.info("resumed from %s at epoch %d", resume_from, start_epoch)
-
+            log.info("resumed from %s at epoch %d%s", resume_from, progress.epoch,
+                     f", micro-batch {progress.step_in_epoch}" if progress.step_in_epoch else "")
     if context.is_main:
         log.info("training %s on %d items (%d classes), %d process(es) x batch %d x %d "
                  "accumulation step(s), device %s", config.arch, len(data.train_loader.dataset),
                  data.num_classes, context.world_size, config.batch_size, config.accumulate,
                  context.device)
 
-    for epoch in range(start_epoch, config.epochs):
+    steps_run = 0
+
+    def after_step(epoch: int, done: int, total: int, partial: RunningMetrics) -> bool:
+        """Mid-epoch checkpoints (--checkpoint-every) and early stop (--stop-after-steps);
+        at the end of an epoch the regular checkpoint follows anyway."""
+        nonlocal steps_run
+        steps_run += 1
+        stop = bool(config.stop_after_steps) and steps_run >= config.stop_after_steps
+        periodic = bool(config.checkpoint_every) and \
+            scheduler.last_epoch % config.checkpoint_every == 0
+        if (stop or periodic) and done < total:
+            _save([ckpt.LAST_NAME], trainer, dataclasses.replace(
+                progress, epoch=epoch, step_in_epoch=done, partial=partial), extra)
+            barrier(context)
+        return stop
+
+    stopped = False
+    for epoch in range(progress.epoch, config.epochs):
         started = time.perf_counter()
-        train_metrics = trainer.train_epoch(data.train_loader, epoch).summary()
+        start, partial = progress.step_in_epoch, progress.partial
+        progress.step_in_epoch, progress.partial = 0, None
+        reduced, finished = trainer.train_epoch(
+            data.train_loader, epoch, start, partial,
+            lambda done, total, sums, epoch=epoch: after_step(epoch, done, total, sums))
+        if not finished:
+            stopped = True
+            if context.is_main:
+                log.info("stopped after %d optimiser step(s), mid-epoch %d; resume with "
+                         "--resume", steps_run, epoch + 1)
+            break
+        train_metrics = reduced.summary()
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": train_metrics["loss"], "train_top1": train_metrics["top1"],
                "train_top5": train_metrics["top5"], "train_skipped": train_metrics["skipped"]}
@@ -376,38 +474,31 @@ def _run(config: TrainConfig, context: DistributedContext) -> dict:
             row.update(val_loss=val_metrics["loss"], val_top1=val_metrics["top1"],
                        val_top5=val_metrics["top5"], val_skipped=val_metrics["skipped"])
         row["seconds"] = time.perf_counter() - started
-        history.append(row)
+        progress.history.append(row)
+        progress.epoch = epoch + 1
         # Best model: by validation top-1, or by training top-1 when there is no validation.
         score = row.get("val_top1", None if data.val_loader is not None else row["train_top1"])
-        improved = score is not None and score > best_top1
+        improved = score is not None and score > progress.best_top1
         if improved:
-            best_top1, best_epoch = score, epoch + 1
+            progress.best_top1, progress.best_epoch = score, epoch + 1
         skipped = row["train_skipped"] + row.get("val_skipped", 0)
         if skipped and context.is_main:
             log.warning("epoch %d: skipped %d unreadable item(s)", epoch + 1, skipped)
-        # Every rank's generators are saved (dropout draws differ per rank).
-        rng_states = gather_objects(ckpt.capture_rng_state(), context)
+        _save([ckpt.LAST_NAME] + ([ckpt.BEST_NAME] if improved else []), trainer, progress, extra)
         if context.is_main:
-            state = {
-                "format": ckpt.CHECKPOINT_FORMAT, "epoch": epoch + 1,
-                "state_dict": network.state_dict(), "model": recorded_model,
-                "metadata": training_metadata(network, recorded_model),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rng_states, "history": history,
-                "best_top1": best_top1, "best_epoch": best_epoch, "config": config.as_dict(),
-                "class_names": data.class_names,
-            }
-            ckpt.atomic_torch_save(state, os.path.join(config.output, ckpt.LAST_NAME))
-            if improved:
-                ckpt.atomic_torch_save(state, os.path.join(config.output, ckpt.BEST_NAME))
-            write_history(history, config.output)
-            plot_curves(history, os.path.join(config.output, "curves.png"),
+            write_history(progress.history, config.output)
+            plot_curves(progress.history, os.path.join(config.output, "curves.png"),
                         show_top5=data.num_classes > 5)
             log.info("epoch %d/%d  %s", epoch + 1, config.epochs, "  ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                 for k, v in row.items() if k != "epoch"))
         # nobody runs ahead of the checkpoint (e.g. to evaluate it, or to finish and exit)
         barrier(context)
-    final = dict(history[-1]) if history else {}
-    final.update(best_top1=best_top1, best_epoch=best_epoch)
+        if config.stop_after_steps and steps_run >= config.stop_after_steps \
+                and progress.epoch < config.epochs:
+            stopped = True
+            break
+    final = dict(progress.history[-1]) if progress.history else {}
+    final.update(best_top1=progress.best_top1, best_epoch=progress.best_epoch,
+                 completed=not stopped and progress.epoch >= config.epochs)
     return final
