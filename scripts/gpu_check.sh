@@ -12,7 +12,10 @@
 # benchmark's CSV, JSON and plots) and summary.md / summary.json. The summary is also copied to
 # benchmarks/results/gpu-<device>-<date>.md in the checkout, ready to commit.
 #
-# Environment: TDN_COMMIT (the commit being checked, recorded when there is no .git),
+# Environment: TDN_GPU_STEPS (comma-separated subset of versions,build,kernels,pytest,bench,
+# sanitizer; default all: split a run over two calls when one call's time limit is short,
+# e.g. "versions,build,kernels,pytest" then "kernels,bench,sanitizer" with the same OUTPUT_DIR),
+# TDN_COMMIT (the commit being checked, recorded when there is no .git),
 # TDN_GPU_BUDGET_S (total seconds, default 570: later steps shrink to fit),
 # TORCH_CUDA_ARCH_LIST (default: the device's own architecture), PYTHON (default: python).
 # Needs torch with CUDA and nvcc; Triton and compute-sanitizer are optional (recorded as
@@ -27,8 +30,10 @@ py="${PYTHON:-python}"
 budget="${TDN_GPU_BUDGET_S:-570}"
 start=$(date +%s)
 steps="$out/steps.tsv"
-printf 'step\tstatus\tseconds\n' >"$steps"
+[[ -f "$steps" ]] || printf 'step\tstatus\tseconds\n' >"$steps"
 failed=0
+selected=",${TDN_GPU_STEPS:-versions,build,kernels,pytest,bench,sanitizer},"
+want() { [[ "$selected" == *",$1,"* ]]; }
 
 elapsed() { echo $(( $(date +%s) - start )); }
 remaining() { echo $(( budget - $(elapsed) )); }
@@ -61,7 +66,7 @@ run_step() {
 
 # --- versions ------------------------------------------------------------------------------
 export TDN_COMMIT="${TDN_COMMIT:-$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)}"
-run_step versions 60 "$py" "$root/scripts/gpu_report.py" versions "$out/versions.json"
+want versions && run_step versions 60 "$py" "$root/scripts/gpu_report.py" versions "$out/versions.json"
 
 # --- build ---------------------------------------------------------------------------------
 if [[ -z "${TORCH_CUDA_ARCH_LIST:-}" ]]; then
@@ -69,17 +74,17 @@ if [[ -z "${TORCH_CUDA_ARCH_LIST:-}" ]]; then
   export TORCH_CUDA_ARCH_LIST
 fi
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
-(
-  cd "$root" &&
-    run_step build 300 env TDN_OPS_CUDA=1 "$py" -m pip install --no-build-isolation --no-deps \
-      --no-input -v .
-)
-build_rc=$?
-(( build_rc != 0 )) && failed=1
+if want build; then
+  (
+    cd "$root" &&
+      run_step build 300 env TDN_OPS_CUDA=1 "$py" -m pip install --no-build-isolation \
+        --no-deps --no-input -v .
+  ) || failed=1
+fi
 
 # Everything below imports the *installed* package: run from $out, where no tdn_ops/ shadows it.
 cd "$out"
-run_step kernels 60 "$py" "$root/scripts/gpu_report.py" check-kernels
+want kernels && run_step kernels 60 "$py" "$root/scripts/gpu_report.py" check-kernels
 
 # --- tests ---------------------------------------------------------------------------------
 tests=("$root/tests/test_gpu.py")
@@ -88,7 +93,7 @@ tests=("$root/tests/test_gpu.py")
 # when it is installed.
 required=cuda
 "$py" -c "import triton" >/dev/null 2>&1 && required=cuda,triton
-run_step pytest 240 env TDN_OPS_REQUIRE_BACKENDS="$required" "$py" -m pytest "${tests[@]}" -q -rs --maxfail=50 --rootdir "$root" \
+want pytest && run_step pytest 240 env TDN_OPS_REQUIRE_BACKENDS="$required" "$py" -m pytest "${tests[@]}" -q -rs --maxfail=50 --rootdir "$root" \
   -p no:cacheprovider --junitxml="$out/pytest.xml"
 
 # --- benchmark ------------------------------------------------------------------------------
@@ -110,7 +115,7 @@ if [[ -f "$bench" ]]; then
   ops_args=("${bench_args[@]}")
   (( has_sections )) && ops_args+=(--sections ops)
   (( has_outdir )) && ops_args+=(--output-dir "$out/bench")
-  run_step bench-ops 180 "$py" "$bench" "${ops_args[@]}"
+  want bench && run_step bench-ops 180 "$py" "$bench" "${ops_args[@]}"
 else
   printf 'bench\tskipped (benchmarks/bench_tdm.py missing)\t0\n' >>"$steps"
 fi
@@ -120,7 +125,9 @@ sanitizer="$(command -v compute-sanitizer || true)"
 for dir in "${CUDA_HOME:-}" /usr/local/cuda; do
   [[ -z "$sanitizer" && -n "$dir" && -x "$dir/bin/compute-sanitizer" ]] && sanitizer="$dir/bin/compute-sanitizer"
 done
-if [[ -n "$sanitizer" ]]; then
+if ! want sanitizer; then
+  :
+elif [[ -n "$sanitizer" ]]; then
   for tool in memcheck racecheck; do
     run_step "sanitizer-$tool" 120 "$sanitizer" --tool "$tool" --error-exitcode 1 \
       --print-limit 50 "$py" "$root/scripts/gpu_report.py" exercise
@@ -131,7 +138,7 @@ else
 fi
 
 # --- benchmark: modules and model, if time is left ------------------------------------------
-if [[ -f "$bench" ]] && (( has_sections )) && (( $(remaining) > 90 )); then
+if want bench && [[ -f "$bench" ]] && (( has_sections )) && (( $(remaining) > 90 )); then
   rest_args=("${bench_args[@]}" --sections modules,model)
   (( has_outdir )) && rest_args+=(--output-dir "$out/bench-model")
   run_step bench-model $(( $(remaining) - 30 )) "$py" "$bench" "${rest_args[@]}"
