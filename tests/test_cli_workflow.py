@@ -20,7 +20,8 @@ def test_synth_train_evaluate_predict(tmp_path, capsys):
     train = ["train", "--train-list", str(data / "train.txt"), "--val-list", str(data / "val.txt"),
              "--data-root", str(data), "--arch", "tsn_resnet18", "--segments", "2",
              "--batch-size", "2", "--lr", "0.01", "--input-size", "40", "--output", str(run),
-             "--workers", "0", "--no-progress", "--flip-label-swaps", "0:1", "--device", "cpu"]
+             "--workers", "0", "--no-progress", "--flip-label-swaps", "0:1", "--device", "cpu",
+             "--class-names", str(data / "classes.txt")]
     assert main(train + ["--epochs", "1"]) == 0
     first = _last_json(capsys.readouterr().out)
     assert first["epoch"] == 1
@@ -36,12 +37,14 @@ def test_synth_train_evaluate_predict(tmp_path, capsys):
                  "--input-size", "40", "--crops", "3", "--clips", "2", "--workers", "0",
                  "--no-progress", "--device", "cpu", "--output", str(tmp_path / "eval")]) == 0
     metrics = _last_json(capsys.readouterr().out)
+    # class names recorded at training time label the per-class accuracies
+    assert set(metrics["per_class_accuracy"]) == {"moving_left", "moving_right"}
     assert metrics["count"] == 2 and metrics["views"] == 6 and 0 <= metrics["top1"] <= 100
     assert (tmp_path / "eval" / "confusion.png").exists()
 
     video = data / (data / "val.txt").read_text().split()[0]
     assert main(["predict", str(video), "--checkpoint", str(run / "checkpoint_last.pt"),
-                 "--class-names", str(data / "classes.txt"), "--topk", "2", "--json",
+                 "--topk", "2", "--json",
                  "--device", "cpu"]) == 0
     prediction = _last_json(capsys.readouterr().out)
     assert prediction["video"] == str(video)

@@ -21,7 +21,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--class-names", default=None, help="one class name per line")
+    parser.add_argument("--class-names", default=None,
+                        help="one class name per line (default: the names recorded by "
+                             "'tdn train --class-names', else class indices)")
     parser.add_argument("--topk", type=positive_int, default=5)
     parser.add_argument("--arch", default=None, help="needed for checkpoints that do not record it")
     parser.add_argument("--num-classes", type=positive_int, default=None)
@@ -43,14 +45,15 @@ def run(args) -> int:
     from ..data import read_class_names
     from ..engine.cli_support import setup_logging
     from ..engine.distributed import resolve_device
-    from ..engine.modelio import load_model_for_inference
+    from ..engine.modelio import checkpoint_class_names, load_model_for_inference
     from ..engine.predictor import predict_videos
 
     setup_logging()
     device = resolve_device(args.device)
     network, config = load_model_for_inference(args.checkpoint, args.arch, args.num_classes,
                                                args.segments, args.backend, device)
-    names = read_class_names(args.class_names) if args.class_names else None
+    names = (read_class_names(args.class_names) if args.class_names
+             else checkpoint_class_names(args.checkpoint))
     if names is not None and len(names) != config["num_classes"]:
         raise SystemExit(f"--class-names lists {len(names)} names but the model has "
                          f"{config['num_classes']} classes")

@@ -19,7 +19,7 @@ from ..data import EvalTransform, VideoDataset, build_loader, read_annotation_li
 from .distributed import DistributedContext, gather_objects, setup_distributed, teardown_distributed
 from .inputs import batch_to_input
 from .metrics import classification_report
-from .modelio import load_model_for_inference
+from .modelio import checkpoint_class_names, load_model_for_inference
 from .reporting import atomic_write_text, plot_confusion
 from .trainer import autocast
 
@@ -166,13 +166,12 @@ def _evaluate(config: EvalConfig, context: DistributedContext) -> dict:
     metrics.update(arch=model_cfg["arch"], num_segments=model_cfg["num_segments"],
                    views=config.clips * config.crops, clips=config.clips, crops=config.crops,
                    skipped=len(scores.skipped), checkpoint=config.checkpoint)
-    if config.class_names:
-        names = read_class_names(config.class_names)
+    names = (read_class_names(config.class_names) if config.class_names
+             else checkpoint_class_names(config.checkpoint))
+    if names:
         metrics["per_class_accuracy"] = {
             names[k] if k < len(names) else str(k): acc
             for k, acc in enumerate(report.per_class_accuracy)}
-    else:
-        names = None
     if context.is_main and config.output:
         os.makedirs(config.output, exist_ok=True)
         plot_confusion(report.confusion, os.path.join(config.output, "confusion.png"), names)

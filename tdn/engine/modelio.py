@@ -71,3 +71,15 @@ def training_metadata(network: nn.Module, config: dict) -> dict[str, str]:
 
     return checkpoint_metadata(network, dropout=config["dropout"],
                                input_size=config["input_size"])
+
+
+def checkpoint_class_names(checkpoint: str) -> list[str] | None:
+    """Class names a training checkpoint recorded (``tdn train --class-names``), if any."""
+    if not checkpoint.endswith((".pt", ".pth", ".tar")):
+        return None
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception:  # not a torch file after all: the caller has the real error already
+        return None
+    names = state.get("class_names") if isinstance(state, dict) else None
+    return list(names) if names else None
