@@ -22,7 +22,7 @@ import torch
 
 from . import memory
 from .context import dtype_name
-from .timing import time_calls
+from .timing import time_interleaved
 
 NUM_CLASSES = 174
 VARIANTS = (("tdn_resnet50", "reference"), ("tdn_resnet50", "fused"), ("tsn_resnet50", "tsn"))
@@ -119,9 +119,24 @@ def run(ctx) -> None:
                 f"{gmacs['tsn_resnet50']:.2f}, FLOP ratio "
                 f"{gmacs['tdn_resnet50'] / gmacs['tsn_resnet50']:.3f}")
 
+    batch = make_batch(geo, ctx.device)
     for dtype in ctx.dtypes:
-        reference_ms: dict[str, float] = {}
         for pass_name in PASSES:
+            errors = dict(build_errors)
+            steps, peaks = {}, {}
+            for key, model in models.items():
+                try:
+                    steps[key], peaks[key] = _prepare(model, pass_name, batch, dtype, ctx.device)
+                except Exception as exc:  # noqa: BLE001 - reported in the variant's row
+                    errors[key] = f"{type(exc).__name__}: {exc}"
+            budget = ctx.profile.model_budget if pass_name == "inference" else \
+                ctx.profile.train_budget
+            # _prepare made two calls of each step: the warm-up is done.
+            budget = replace(budget, warmup=max(0, budget.warmup - 2))
+            timings, failed = time_interleaved(steps, ctx.device, budget)
+            errors.update(failed)
+            steps.clear()                  # frees the optimizers' state before the next pass
+            reference = timings.get(("tdn_resnet50", "reference"))
             for name, impl in VARIANTS:
                 ctx.advance(f"model {name} {impl} {pass_name}")
                 row = dict(section="model", name=name, impl=impl, dtype=dtype_name(dtype),
@@ -130,47 +145,35 @@ def run(ctx) -> None:
                                  f"{geo.resolution}",
                            gmacs=gmacs.get(name), throughput_unit="clips/s",
                            **{"pass": pass_name})
-                if (name, impl) in build_errors:
-                    ctx.results.add(**row, status="error", note=build_errors[(name, impl)][:300])
-                    continue
-                try:
-                    timing, peak = _measure(models[(name, impl)], name, pass_name, geo, dtype,
-                                            ctx)
-                except Exception as exc:  # noqa: BLE001
+                timing, peak = timings.get((name, impl)), peaks.get((name, impl))
+                if timing is None:
                     ctx.results.add(**row, status="error",
-                                    note=f"{type(exc).__name__}: {exc}"[:300])
+                                    note=errors.get((name, impl), "not timed")[:300])
                     continue
-                if impl == "reference":
-                    reference_ms[pass_name] = timing.median_ms
-                base = reference_ms.get(pass_name)
                 ctx.results.add(**row, median_ms=timing.median_ms, q20_ms=timing.q20_s * 1e3,
                                 q80_ms=timing.q80_s * 1e3,
                                 min_ms=timing.min_s * 1e3, reps=timing.reps,
                                 throughput=geo.videos / timing.median_s,
                                 peak_mem_mb=None if peak is None else peak / 2**20,
-                                speedup_vs_reference=base / timing.median_ms if base else None)
+                                speedup_vs_reference=(reference.median_s / timing.median_s
+                                                      if reference else None))
 
 
-def _measure(model, name, pass_name, geo, dtype, ctx):
-    """Timing and peak memory of one variant and pass.
+def _prepare(model, pass_name, batch, dtype, device):
+    """The timed step of one variant and its peak memory.
 
-    The memory run doubles as the second warm-up call (the first builds lazy state such as the
-    optimizer's momentum buffers, which must not count in a step's peak)."""
-    device = ctx.device
-    batch = make_batch(geo, device)
+    The step runs twice here: once to build lazy state (cuDNN plans, the optimizer's momentum
+    buffers, which must not count in a step's peak), then under the memory measurement. All
+    variants are prepared before any is timed, so the timing can interleave them."""
     if pass_name == "inference":
         model.eval()
 
         def step(i: int = 0):
             with torch.inference_mode(), _autocast(device, dtype):
                 return model(batch[0])
-
-        budget = ctx.profile.model_budget
     else:
         model.train()
         step = TrainStep(model, batch, dtype, device)
-        budget = ctx.profile.train_budget
     step(0)
     peak = memory.peak_bytes(step, device)
-    timing = time_calls(step, device, replace(budget, warmup=max(0, budget.warmup - 2)))
-    return timing, peak
+    return step, peak

@@ -27,7 +27,7 @@ import torch
 from . import memory
 from .context import dtype_name
 from .shapes import STAGES, Geometry, stage_sizes
-from .timing import Timing, rotation_count, time_calls
+from .timing import rotation_count, time_interleaved
 
 PASSES = ("inference", "training")
 
@@ -139,24 +139,26 @@ def _step(module, inputs, pass_name, n):
     return run
 
 
-def _measure(module, case, pass_name, ctx, dtype) -> tuple[Timing, int | None]:
+def _inputs(case: ModuleCase, pass_name: str, ctx, dtype) -> list[tuple[torch.Tensor, ...]]:
+    """Rotated input copies, shared by every implementation of the case."""
     size = torch.empty((), dtype=dtype).element_size()
     set_bytes = sum(torch.Size(s).numel() for s in case.input_shapes) * size
     n = rotation_count(set_bytes, ctx.device, ctx.rotate_cap_bytes)
     gen = torch.Generator().manual_seed(1)
-    inputs = [tuple(torch.randn(s, generator=gen).to(ctx.device, dtype)
-                    .requires_grad_(pass_name == "training") for s in case.input_shapes)
-              for _ in range(n)]
+    return [tuple(torch.randn(s, generator=gen).to(ctx.device, dtype)
+                  .requires_grad_(pass_name == "training") for s in case.input_shapes)
+            for _ in range(n)]
+
+
+def _prepare(module, inputs, pass_name, ctx) -> tuple[Callable[[int], object], int | None]:
+    """The timed step, after its first call; a training step's peak memory on a second call."""
     module.train(pass_name == "training")
-    step = _step(module, inputs, pass_name, n)
-    budget = ctx.profile.op_budget
+    step = _step(module, inputs, pass_name, len(inputs))
+    step(0)                                 # compiles, for "compiled"
     peak = None
-    if pass_name == "training":           # after one warm-up call; it counts as a second one
-        step(0)
+    if pass_name == "training":
         peak = memory.peak_bytes(lambda: step(0), ctx.device)
-        budget = replace(budget, warmup=max(0, budget.warmup - 2))
-    timing = time_calls(step, ctx.device, budget)
-    return timing, peak
+    return step, peak
 
 
 def run(ctx) -> None:
@@ -181,25 +183,41 @@ def run(ctx) -> None:
                                         note=f"build: {type(exc).__name__}: {exc}"[:300])
                 continue
             for p in PASSES:
-                reference_ms = None
+                errors: dict[str, str] = {}
+                steps, peaks = {}, {}
+                try:
+                    inputs = _inputs(case, p, ctx, dtype)
+                except Exception as exc:  # noqa: BLE001
+                    errors = dict.fromkeys(impls, f"inputs: {type(exc).__name__}: {exc}")
+                    inputs = None
+                for impl in impls if inputs is not None else ():
+                    try:
+                        steps[impl], peaks[impl] = _prepare(built[impl], inputs, p, ctx)
+                    except Exception as exc:  # noqa: BLE001
+                        errors[impl] = f"{type(exc).__name__}: {exc}"
+                budget = ctx.profile.op_budget
+                # The calls in _prepare were warm-ups already.
+                budget = replace(budget, warmup=max(0, budget.warmup - (2 if p == "training"
+                                                                         else 1)))
+                timings, failed = time_interleaved(steps, ctx.device, budget)
+                errors.update(failed)
+                reference = timings.get("reference")
                 for impl in impls:
                     ctx.advance(f"{case.name}@{case.site} {p} {impl}")
                     row = dict(common, impl=impl, **{"pass": p})
-                    try:
-                        timing, peak = _measure(built[impl], case, p, ctx, dtype)
-                    except Exception as exc:  # noqa: BLE001
+                    if impl not in timings:
                         ctx.results.add(**row, status="error",
-                                        note=f"{type(exc).__name__}: {exc}"[:300])
+                                        note=errors.get(impl, "not timed")[:300])
                         continue
-                    if impl == "reference":
-                        reference_ms = timing.median_ms
+                    timing, peak = timings[impl], peaks.get(impl)
                     ctx.results.add(
                         **row, median_ms=timing.median_ms, q20_ms=timing.q20_s * 1e3,
                         q80_ms=timing.q80_s * 1e3, min_ms=timing.min_s * 1e3,
                         reps=timing.reps,
                         peak_mem_mb=None if peak is None else peak / 2**20,
-                        speedup_vs_reference=(reference_ms / timing.median_ms
-                                              if reference_ms else None))
+                        speedup_vs_reference=(reference.median_s / timing.median_s
+                                              if reference else None))
+                del inputs, steps
             del built
             if "compiled" in impls:
                 torch._dynamo.reset()

@@ -20,7 +20,7 @@ import torch
 
 from . import implementations
 from .shapes import OpSite
-from .timing import Budget, Timing, gbps, rotation_count, time_calls
+from .timing import Budget, Timing, gbps, rotation_count, time_calls, time_interleaved
 
 PASSES = ("forward", "backward", "forward+backward")
 
@@ -225,26 +225,30 @@ def run(ctx) -> None:
                     fns.pop(impl, None)
                     errors[impl] = f"{type(exc).__name__}: {exc}"
             for p in passes:
-                medians: dict[str, float] = {}
-                for impl in impls:
-                    row = dict(common, impl=impl, **{"pass": p}, bytes=bench.traffic[p],
-                               rotation_copies=bench.copies)
-                    ctx.advance(f"{site.label} {p} {impl}")
-                    if impl not in fns:
-                        ctx.results.add(**row, status="error", note=str(errors[impl])[:300])
-                        continue
+                self_errors = dict(errors)
+                steps, first_call = {}, {}
+                for impl in fns:
                     try:
                         started = time.perf_counter()
-                        step = bench.step(fns[impl], p)
-                        step(0)                          # compiles, for "compiled"
+                        steps[impl] = bench.step(fns[impl], p)
+                        steps[impl](0)                   # compiles, for "compiled"
                         synchronize(ctx.device)
-                        first_call = time.perf_counter() - started
-                        timing = time_calls(step, ctx.device, ctx.profile.op_budget)
+                        first_call[impl] = time.perf_counter() - started
                     except Exception as exc:  # noqa: BLE001
+                        steps.pop(impl, None)
+                        self_errors[impl] = f"{type(exc).__name__}: {exc}"
+                timings, failed = time_interleaved(steps, ctx.device, ctx.profile.op_budget)
+                self_errors.update(failed)
+                medians = {impl: t.median_s for impl, t in timings.items()}
+                for impl in impls:
+                    ctx.advance(f"{site.label} {p} {impl}")
+                    row = dict(common, impl=impl, **{"pass": p}, bytes=bench.traffic[p],
+                               rotation_copies=bench.copies)
+                    if impl not in timings:
                         ctx.results.add(**row, status="error",
-                                        note=f"{type(exc).__name__}: {exc}"[:300])
+                                        note=str(self_errors.get(impl, "not timed"))[:300])
                         continue
-                    medians[impl] = timing.median_s
+                    timing = timings[impl]
                     rate = bench.gbps(p, timing)
                     err = errors.get(impl) if isinstance(errors.get(impl), float) else None
                     if err is not None and err > MISMATCH_TOLERANCE.get(dtype, 1e-4):
@@ -262,7 +266,8 @@ def run(ctx) -> None:
                         speedup_vs_compiled=(medians["compiled"] / timing.median_s
                                              if "compiled" in medians else None),
                         compile_s=(None if impl != "compiled" else
-                                   check_s["compiled"] if p == "forward" else first_call),
+                                   check_s["compiled"] if p == "forward"
+                                   else first_call["compiled"]),
                         max_abs_err=err)
             del bench, fns
             if "compiled" in impls:

@@ -1,8 +1,10 @@
 """Timing: medians over repetitions, inputs rotated through a footprint larger than the cache.
 
 On a CPU each repetition is timed with ``time.perf_counter`` around one call (the call returns
-when the work is done). On a GPU each repetition is bracketed by CUDA events and the device is
-synchronised once at the end, so launch overhead counts only where it stalls the GPU.
+when the work is done), and implementations compared with each other are timed round-robin
+(:func:`time_interleaved`) so that load from other processes hits them alike. On a GPU each
+repetition is bracketed by CUDA events and the device is synchronised once per batch of calls,
+so launch overhead counts only where it stalls the GPU.
 
 Rotation: a benchmark owns ``k`` independent copies of its inputs and repetition ``i`` uses copy
 ``i % k``, with ``k`` chosen so the copies together exceed the cache (see :func:`rotation_count`),
@@ -105,6 +107,62 @@ def _time_cuda(fn: Callable[[int], object], device: torch.device, budget: Budget
     if extra > 0:
         samples += batch(extra, len(samples))
     return summarise(samples)
+
+
+def time_interleaved(steps: dict[str, Callable[[int], object]], device: torch.device,
+                     budget: Budget) -> tuple[dict[str, Timing], dict[str, str]]:
+    """Median times of several implementations of one computation, timed round-robin.
+
+    Repetition ``i`` calls every implementation once, in turn, so a machine whose load drifts
+    (a shared CI box, other jobs) slows them all alike instead of whichever ran last. Rounds
+    continue until ``min_reps`` rounds are done and each implementation has run ``min_time_s``
+    in total, or ``max_reps`` rounds. An implementation that raises is dropped and its error
+    returned beside the timings of the others.
+
+    On a GPU the implementations are timed one after the other with :func:`time_calls`
+    instead: a dedicated device has no load drift, and batches of calls that the CPU enqueues
+    ahead of the GPU keep launch latency out of the per-call times.
+    """
+    errors: dict[str, str] = {}
+    if device.type == "cuda":
+        timings = {}
+        for name, fn in steps.items():
+            try:
+                timings[name] = time_calls(fn, device, budget)
+            except Exception as exc:  # noqa: BLE001 - reported by the caller
+                errors[name] = f"{type(exc).__name__}: {exc}"
+        return timings, errors
+    live = dict(steps)
+    for name, fn in list(live.items()):
+        try:
+            for i in range(budget.warmup):
+                fn(i)
+            synchronize(device)
+        except Exception as exc:  # noqa: BLE001 - reported by the caller
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            del live[name]
+    samples: dict[str, list[float]] = {name: [] for name in live}
+    totals = dict.fromkeys(live, 0.0)
+    rounds = 0
+    while live and rounds < budget.max_reps and (
+            rounds < budget.min_reps or min(totals[n] for n in live) < budget.min_time_s):
+        for name, fn in list(live.items()):
+            try:
+                elapsed = _time_one(fn, rounds, device)
+            except Exception as exc:  # noqa: BLE001
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                del live[name]
+                continue
+            samples[name].append(elapsed)
+            totals[name] += elapsed
+        rounds += 1
+    return {n: summarise(samples[n]) for n in live}, errors
+
+
+def _time_one(fn: Callable[[int], object], i: int, device: torch.device) -> float:
+    t0 = time.perf_counter()
+    fn(i)
+    return time.perf_counter() - t0
 
 
 def cache_bytes(device: torch.device) -> int:
