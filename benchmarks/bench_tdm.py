@@ -213,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
                     note=f"{type(exc).__name__}: {exc}"[:300])
     ctx.progress = _progress(planned, not args.no_progress)
     started = time.perf_counter()
+    env["section_seconds"] = {}
     for name, module in sections.items():
+        section_start = time.perf_counter()
         try:
             module.run(ctx)
         except Exception as exc:  # noqa: BLE001
@@ -221,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
             res.add(section=name, name=name, status="error",
                     note=f"{type(exc).__name__}: {exc}"[:300])
+        env["section_seconds"][name] = round(time.perf_counter() - section_start, 1)
     if ctx.progress is not None:
         ctx.progress.close()
     env["elapsed_s"] = round(time.perf_counter() - started, 1)
@@ -241,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             written += plots.write_all(res, out_dir)
         except Exception as exc:  # noqa: BLE001 - plots are a convenience
             print(f"plots not written: {type(exc).__name__}: {exc}", file=sys.stderr)
-    print(f"\n{len(res.rows)} rows in {env['elapsed_s']} s; wrote "
+    per_section = ", ".join(f"{k} {v} s" for k, v in env["section_seconds"].items())
+    print(f"\n{len(res.rows)} rows in {env['elapsed_s']} s ({per_section}); wrote "
           + ", ".join(os.path.relpath(p) for p in written))
     return 0
 

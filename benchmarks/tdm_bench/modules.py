@@ -195,7 +195,7 @@ def run(ctx) -> None:
                         steps[impl], peaks[impl] = _prepare(built[impl], inputs, p, ctx)
                     except Exception as exc:  # noqa: BLE001
                         errors[impl] = f"{type(exc).__name__}: {exc}"
-                budget = ctx.profile.op_budget
+                budget = ctx.profile.module_budget
                 # The calls in _prepare were warm-ups already.
                 budget = replace(budget, warmup=max(0, budget.warmup - (2 if p == "training"
                                                                          else 1)))

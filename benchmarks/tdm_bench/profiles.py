@@ -28,6 +28,7 @@ class Profile:
     passes: tuple[str, ...]
     op_budget: Budget
     module_stages: tuple[str, ...]
+    module_budget: Budget
     model_videos_cpu: int
     model_videos_gpu: int
     model_budget: Budget                # for inference; training uses train_budget
@@ -62,7 +63,9 @@ PROFILES = {
         op_videos_cpu=1, op_videos_gpu=1, resolution=64, op_stages=ALL_STAGES,
         first_blocks=False, passes=("forward", "forward+backward"),
         op_budget=Budget(warmup=1, min_reps=3, max_reps=3, min_time_s=0.0),
-        module_stages=("layer3",), model_videos_cpu=1, model_videos_gpu=1,
+        module_stages=("layer3",),
+        module_budget=Budget(warmup=1, min_reps=2, max_reps=2, min_time_s=0.0),
+        model_videos_cpu=1, model_videos_gpu=1,
         model_budget=Budget(warmup=1, min_reps=2, max_reps=2, min_time_s=0.0),
         train_budget=Budget(warmup=1, min_reps=1, max_reps=1, min_time_s=0.0),
         compile_reference=False, compile_modules=False),
@@ -73,7 +76,9 @@ PROFILES = {
         op_videos_cpu=1, op_videos_gpu=8, resolution=224, op_stages=("layer3",),
         first_blocks=False, passes=("forward", "forward+backward"),
         op_budget=Budget(warmup=2, min_reps=7, max_reps=100, min_time_s=0.15),
-        module_stages=("layer3",), model_videos_cpu=1, model_videos_gpu=8,
+        module_stages=("layer3",),
+        module_budget=Budget(warmup=2, min_reps=5, max_reps=50, min_time_s=0.1),
+        model_videos_cpu=1, model_videos_gpu=8,
         model_budget=Budget(warmup=1, min_reps=3, max_reps=3, min_time_s=0.0),
         train_budget=Budget(warmup=1, min_reps=2, max_reps=2, min_time_s=0.0),
         compile_modules=False),
@@ -84,7 +89,9 @@ PROFILES = {
         op_videos_cpu=2, op_videos_gpu=8, resolution=224, op_stages=ALL_STAGES,
         first_blocks=False, passes=ALL_PASSES,
         op_budget=Budget(warmup=3, min_reps=10, max_reps=200, min_time_s=0.3),
-        module_stages=ALL_STAGES, model_videos_cpu=2, model_videos_gpu=8,
+        module_stages=ALL_STAGES,
+        module_budget=Budget(warmup=3, min_reps=10, max_reps=100, min_time_s=0.5),
+        model_videos_cpu=2, model_videos_gpu=8,
         model_budget=Budget(warmup=2, min_reps=5, max_reps=20, min_time_s=1.0),
         train_budget=Budget(warmup=2, min_reps=3, max_reps=10, min_time_s=1.0)),
     "full": Profile(
@@ -94,7 +101,9 @@ PROFILES = {
         op_videos_cpu=8, op_videos_gpu=8, resolution=224, op_stages=ALL_STAGES,
         first_blocks=True, passes=ALL_PASSES,
         op_budget=Budget(warmup=5, min_reps=20, max_reps=500, min_time_s=1.0),
-        module_stages=ALL_STAGES, model_videos_cpu=8, model_videos_gpu=8,
+        module_stages=ALL_STAGES,
+        module_budget=Budget(warmup=3, min_reps=10, max_reps=200, min_time_s=1.0),
+        model_videos_cpu=8, model_videos_gpu=8,
         model_budget=Budget(warmup=2, min_reps=5, max_reps=50, min_time_s=3.0),
         train_budget=Budget(warmup=2, min_reps=5, max_reps=30, min_time_s=3.0)),
 }

@@ -175,7 +175,7 @@ def model_verdicts(rows: list[dict], env: dict) -> list[dict]:
     mem = ratio(fused_train, ref_train, "peak_mem_mb")
     out.append(verdict("training step peak memory vs reference <= 0.8",
                        "model training float32", mem, 0.8, False, "x",
-                       hints + ["likely: activations saved for the backward of the (unfused) "
+                       ["likely: activations saved for the backward of the (unfused) "
                                 "convolutions and batch norms dominate the peak"]))
     return out
 
