@@ -5,6 +5,8 @@ safe unpickler reads it)::
 
     format        "tdn-training-state"
     epoch         epochs completed
+    step_in_epoch micro-batches of the next epoch already trained (0 at epoch ends)
+    partial_metrics  per rank, the loss/accuracy sums of those micro-batches (or None)
     state_dict    the network's parameters and buffers (no DDP ``module.`` prefix); the same
                   key that the authors' checkpoints use, so ``tdn.load_checkpoint`` reads it
     model         {"arch", "num_classes", "num_segments", "dropout", "input_size"}
@@ -12,7 +14,7 @@ safe unpickler reads it)::
     optimizer, scheduler, scaler   their ``state_dict()``
     rng           one entry per rank: torch CPU / CUDA, Python ``random`` and NumPy states
     history       one dict of metrics per epoch (for the logs and curves)
-    best_top1, best_epoch, config
+    best_top1, best_epoch, config, class_names
 """
 
 from __future__ import annotations
