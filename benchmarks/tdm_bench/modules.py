@@ -161,6 +161,16 @@ def _prepare(module, inputs, pass_name, ctx) -> tuple[Callable[[int], object], i
     return step, peak
 
 
+def gmacs_per_call(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> float:
+    """Multiply-accumulates of one forward (convolutions and matrix products), in billions."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(*inputs)
+    return counter.get_total_flops() / 2 / 1e9
+
+
 def run(ctx) -> None:
     geo = ctx.profile.op_geometry(ctx.device, ctx.segments)
     impls = _impls(ctx)
@@ -182,6 +192,11 @@ def run(ctx) -> None:
                         ctx.results.add(**common, impl=impl, **{"pass": p}, status="error",
                                         note=f"build: {type(exc).__name__}: {exc}"[:300])
                 continue
+            try:
+                first = _inputs(case, "inference", ctx, dtype)[0]
+                common["gmacs"] = gmacs_per_call(built["reference"], first)
+            except Exception as exc:  # noqa: BLE001 - FLOPs are informative only
+                ctx.log(f"[modules] FLOP count of {case.name} failed: {exc}")
             for p in PASSES:
                 errors: dict[str, str] = {}
                 steps, peaks = {}, {}

@@ -83,10 +83,10 @@ def module_table(rows: list[dict]) -> str:
         return ""
     table = [[f"{r['name']}@{r['site']}", r["dtype"], r["pass"], r["impl"],
               r["median_ms"] if r["status"] == "ok" else "error",
-              _x(r.get("speedup_vs_reference")), r.get("peak_mem_mb")]
+              _x(r.get("speedup_vs_reference")), r.get("peak_mem_mb"), r.get("gmacs")]
              for r in mods]
     return format_table(["module", "dtype", "pass", "impl", "ms", "vs reference",
-                         "training peak MiB"], table, "modules (same weights)")
+                         "training peak MiB", "GMACs/call"], table, "modules (same weights)")
 
 
 def model_table(rows: list[dict]) -> str:
