@@ -25,6 +25,38 @@ inline A window_mean(Load load, int64_t oh, int64_t ow, int64_t v, int64_t k, in
   return s / static_cast<A>(k * k);
 }
 
+// 2x2 average of (hi - lo) over two input rows, summed in avg_pool2d's window order.
+template <typename A>
+TDN_VECTORIZE void diff_pool2_row(const A* __restrict__ hi0, const A* __restrict__ lo0,
+                                  const A* __restrict__ hi1, const A* __restrict__ lo1,
+                                  A* __restrict__ out, int64_t wo) {
+  for (int64_t i = 0; i < wo; ++i) {
+    A s = hi0[2 * i] - lo0[2 * i];
+    s += hi0[2 * i + 1] - lo0[2 * i + 1];
+    s += hi1[2 * i] - lo1[2 * i];
+    s += hi1[2 * i + 1] - lo1[2 * i + 1];
+    out[i] = s / A(4);
+  }
+}
+
+// row[ow*k + i] = plus[ow]/kk - minus[ow]/kk for i < k (divided like avg_pool2d's backward).
+template <typename A>
+TDN_VECTORIZE void pooled_grad_row(const A* __restrict__ plus, const A* __restrict__ minus, A kk,
+                                   A* __restrict__ row, int64_t wo, int64_t k) {
+  if (k == 2) {
+    for (int64_t i = 0; i < wo; ++i) {
+      const A v = plus[i] / kk - minus[i] / kk;
+      row[2 * i] = v;
+      row[2 * i + 1] = v;
+    }
+    return;
+  }
+  for (int64_t i = 0; i < wo; ++i) {
+    const A v = plus[i] / kk - minus[i] / kk;
+    for (int64_t q = 0; q < k; ++q) row[i * k + q] = v;
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // temporal_diff_pool: out block i = avgpool_k(x_{i+1} - x_i)
 
@@ -52,12 +84,24 @@ at::Tensor temporal_diff_pool_cpu(const at::Tensor& x_in, int64_t frames, int64_
       const int64_t rows = B * Cout * Ho;
       at::parallel_for(
           0, rows, std::max<int64_t>(1, kGrain / (Wo * k * k)), [&](int64_t r0, int64_t r1) {
+            // k == 2 (TDN's case): rows converted to acc_t and pooled by a vectorised loop.
+            std::vector<A> buf(k == 2 ? static_cast<size_t>(5 * W) : 0);
             for (int64_t r = r0; r < r1; ++r) {
               const int64_t oh = r % Ho, j = (r / Ho) % Cout, b = r / (Ho * Cout);
               const scalar_t* lo = px + (b * Cin + j) * H * W;
               const scalar_t* hi = lo + c * H * W;
-              auto diff = [&](int64_t i) { return static_cast<A>(hi[i]) - static_cast<A>(lo[i]); };
               scalar_t* dst = po + ((b * Cout + j) * Ho + oh) * Wo;
+              if (k == 2) {
+                const int64_t top = 2 * oh * W;
+                A* o = out_acc(dst, buf.data() + 4 * W);
+                diff_pool2_row(load_acc(hi + top, buf.data(), W),
+                               load_acc(lo + top, buf.data() + W, W),
+                               load_acc(hi + top + W, buf.data() + 2 * W, W),
+                               load_acc(lo + top + W, buf.data() + 3 * W, W), o, Wo);
+                store_acc(dst, o, Wo);
+                continue;
+              }
+              auto diff = [&](int64_t i) { return static_cast<A>(hi[i]) - static_cast<A>(lo[i]); };
               for (int64_t ow = 0; ow < Wo; ++ow)
                 dst[ow] = static_cast<scalar_t>(window_mean<A>(diff, oh, ow, 0, k, W, 1));
             }
@@ -108,28 +152,30 @@ at::Tensor temporal_diff_pool_backward_cpu(const at::Tensor& g_in, int64_t frame
     const A kk = static_cast<A>(k * k);
     const scalar_t zero = static_cast<scalar_t>(0);
     if (!is_channels_last(fmt)) {
-      // Input row (b, j, h) = (G[j-c] - G[j]) at pooled row h/k, each value repeated k times.
-      const int64_t rows = B * Cin * H;
-      at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / W), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const int64_t h = r % H, j = (r / H) % Cin, b = r / (H * Cin);
-          scalar_t* dst = px + r * W;
-          if (h >= Ho * k) {
-            std::fill(dst, dst + W, zero);
-            continue;
-          }
-          const int64_t oh = h / k;
-          // grad_out rows this input row takes from with + (block j-c) and - (block j).
-          const scalar_t* plus = j >= c ? pg + ((b * Cout + j - c) * Ho + oh) * Wo : nullptr;
-          const scalar_t* minus = j < Cout ? pg + ((b * Cout + j) * Ho + oh) * Wo : nullptr;
-          for (int64_t ow = 0; ow < Wo; ++ow) {
-            const A v = (plus ? static_cast<A>(plus[ow]) / kk : A(0)) -
-                        (minus ? static_cast<A>(minus[ow]) / kk : A(0));
-            for (int64_t i = 0; i < k; ++i) dst[ow * k + i] = static_cast<scalar_t>(v);
-          }
-          std::fill(dst + Wo * k, dst + W, zero);
-        }
-      });
+      // The k input rows of pooled row oh are equal: (G[j-c] - G[j]) / k^2 with each value
+      // repeated k times. One task per (b, j, oh) computes the first and copies it.
+      const int64_t units = B * Cin * Ho;
+      at::parallel_for(
+          0, units, std::max<int64_t>(1, kGrain / (k * W)), [&](int64_t u0, int64_t u1) {
+            std::vector<A> buf(static_cast<size_t>(3 * Wo + Wo * k));
+            A *zeros = buf.data(), *lp = zeros + Wo, *lm = lp + Wo, *row = lm + Wo;
+            std::fill(zeros, zeros + Wo, A(0));
+            for (int64_t u = u0; u < u1; ++u) {
+              const int64_t oh = u % Ho, j = (u / Ho) % Cin, b = u / (Ho * Cin);
+              scalar_t* plane = px + (b * Cin + j) * H * W;
+              scalar_t* dst = plane + oh * k * W;
+              // grad_out rows this input row takes from with + (block j-c) and - (block j).
+              const A* plus =
+                  j >= c ? load_acc(pg + ((b * Cout + j - c) * Ho + oh) * Wo, lp, Wo) : zeros;
+              const A* minus =
+                  j < Cout ? load_acc(pg + ((b * Cout + j) * Ho + oh) * Wo, lm, Wo) : zeros;
+              pooled_grad_row(plus, minus, kk, row, Wo, k);
+              for (int64_t i = 0; i < Wo * k; ++i) dst[i] = static_cast<scalar_t>(row[i]);
+              std::fill(dst + Wo * k, dst + W, zero);
+              for (int64_t i = 1; i < k; ++i) std::copy(dst, dst + W, dst + i * W);
+              if (oh == Ho - 1) std::fill(plane + Ho * k * W, plane + H * W, zero);
+            }
+          });
     } else {
       // Input pixel row (b, h); inside a pixel, channel j takes +G[j-c] and -G[j].
       const int64_t rows = B * H;
