@@ -39,6 +39,17 @@ TDN_VECTORIZE void diff_pool2_row(const A* __restrict__ hi0, const A* __restrict
   }
 }
 
+// Gradients of feat and aligned at one segment from the four total difference gradients.
+template <typename A>
+TDN_VECTORIZE void segment_grads_row(const A* __restrict__ f_here, const A* __restrict__ b_here,
+                                     const A* __restrict__ f_prev, const A* __restrict__ b_next,
+                                     A* __restrict__ g_feat, A* __restrict__ g_aligned, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    g_feat[i] = -f_here[i] - b_here[i];
+    g_aligned[i] = f_prev[i] + b_next[i];
+  }
+}
+
 // row[ow*k + i] = plus[ow]/kk - minus[ow]/kk for i < k (divided like avg_pool2d's backward).
 template <typename A>
 TDN_VECTORIZE void pooled_grad_row(const A* __restrict__ plus, const A* __restrict__ minus, A kk,
@@ -321,47 +332,50 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cpu(const at::Ten
     const int64_t ps = geo.plane_size(), pps = geo.pooled_size();
     const int64_t V = geo.V, W = geo.W, Wo = geo.Wo, Ho = geo.Ho, T = geo.T;
     const int64_t ppf = geo.planes_per_frame;
-    const int64_t row = W * V;
-    at::parallel_for(0, geo.planes, std::max<int64_t>(1, kGrain / ps), [&](int64_t p0, int64_t p1) {
-      // Rows of the total gradient reaching diff[dir] of a plane: its own gradient plus the
-      // pooled gradient spread over each 2x2 window (/4); zeros where a difference is padding.
-      std::vector<A> rows_buf(static_cast<size_t>(4 * row));
-      A *f_here = rows_buf.data(), *b_here = f_here + row, *f_prev = b_here + row,
-        *b_next = f_prev + row;
-      auto total_row = [&](int dir, int64_t q, int64_t h, bool valid, A* buf) {
-        if (!valid) {
-          std::fill(buf, buf + row, A(0));
-          return;
-        }
-        const scalar_t* drow = pd[dir] + q * ps + h * row;
-        for (int64_t i = 0; i < row; ++i) buf[i] = static_cast<A>(drow[i]);
-        if (h < 2 * Ho) {
-          const scalar_t* prow = pp[dir] + q * pps + (h / 2) * Wo * V;
-          for (int64_t ow = 0; ow < Wo; ++ow)
-            for (int64_t v = 0; v < V; ++v) {
-              const A share = static_cast<A>(prow[ow * V + v]) / A(4);
-              buf[(2 * ow) * V + v] += share;
-              buf[(2 * ow + 1) * V + v] += share;
-            }
-        }
-      };
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t t = geo.segment(p);
-        const bool has_next = t + 1 < T, has_prev = t >= 1;
-        for (int64_t h = 0; h < geo.H; ++h) {
-          total_row(0, p, h, has_next, f_here);        // diff_fwd[t] = a[t+1] - f[t]
-          total_row(1, p, h, has_prev, b_here);        // diff_bwd[t] = a[t-1] - f[t]
-          total_row(0, p - ppf, h, has_prev, f_prev);  // a[t] feeds diff_fwd[t-1]
-          total_row(1, p + ppf, h, has_next, b_next);  // a[t] feeds diff_bwd[t+1]
-          scalar_t* dfe = pfe + p * ps + h * row;
-          scalar_t* dal = pal + p * ps + h * row;
-          for (int64_t i = 0; i < row; ++i) {
-            dfe[i] = static_cast<scalar_t>(-f_here[i] - b_here[i]);
-            dal[i] = static_cast<scalar_t>(f_prev[i] + b_next[i]);
-          }
-        }
-      }
-    });
+    at::parallel_for(0, geo.planes, std::max<int64_t>(1, kGrain / (4 * ps)),
+                     [&](int64_t p0, int64_t p1) {
+                       // Planes of the total gradient reaching diff[dir]: its own gradient plus the
+                       // pooled gradient spread over each 2x2 window (/4); zeros where the
+                       // difference is padding.
+                       std::vector<A> planes_buf(static_cast<size_t>(6 * ps));
+                       A *f_here = planes_buf.data(), *b_here = f_here + ps, *f_prev = b_here + ps,
+                         *b_next = f_prev + ps, *o_fe = b_next + ps, *o_al = o_fe + ps;
+                       auto total_plane = [&](int dir, int64_t q, bool valid, A* buf) {
+                         if (!valid) {
+                           std::fill(buf, buf + ps, A(0));
+                           return;
+                         }
+                         const scalar_t* d = pd[dir] + q * ps;
+                         for (int64_t i = 0; i < ps; ++i) buf[i] = static_cast<A>(d[i]);
+                         const scalar_t* pq = pp[dir] + q * pps;
+                         for (int64_t oh = 0; oh < Ho; ++oh)
+                           for (int64_t ow = 0; ow < Wo; ++ow) {
+                             A* top = buf + ((2 * oh) * W + 2 * ow) * V;
+                             A* bottom = top + W * V;
+                             const scalar_t* src = pq + (oh * Wo + ow) * V;
+                             for (int64_t v = 0; v < V; ++v) {
+                               const A share = static_cast<A>(src[v]) / A(4);
+                               top[v] += share;
+                               top[V + v] += share;
+                               bottom[v] += share;
+                               bottom[V + v] += share;
+                             }
+                           }
+                       };
+                       for (int64_t p = p0; p < p1; ++p) {
+                         const int64_t t = geo.segment(p);
+                         const bool has_next = t + 1 < T, has_prev = t >= 1;
+                         total_plane(0, p, has_next, f_here);        // diff_fwd[t] = a[t+1] - f[t]
+                         total_plane(1, p, has_prev, b_here);        // diff_bwd[t] = a[t-1] - f[t]
+                         total_plane(0, p - ppf, has_prev, f_prev);  // a[t] feeds diff_fwd[t-1]
+                         total_plane(1, p + ppf, has_next, b_next);  // a[t] feeds diff_bwd[t+1]
+                         A* fe = out_acc(pfe + p * ps, o_fe);
+                         A* al = out_acc(pal + p * ps, o_al);
+                         segment_grads_row(f_here, b_here, f_prev, b_next, fe, al, ps);
+                         store_acc(pfe + p * ps, fe, ps);
+                         store_acc(pal + p * ps, al, ps);
+                       }
+                     });
   });
   return {g_feat, g_aligned};
 }

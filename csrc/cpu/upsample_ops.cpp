@@ -55,74 +55,104 @@ TDN_VECTORIZE void pair_accumulate_row(const A* __restrict__ g, A s, A* __restri
   }
 }
 
-// For each output row: expand the source row it reads (nearest) into `up`, then
-// row_op(a_row, up_row, b_row_or_null, out_row, n) in acc_t arithmetic.
-template <typename scalar_t, typename RowOp>
+// Work comes in blocks of consecutive rows of one plane, about kBlock elements each: with
+// channels_last a row is W*C values, but a contiguous row (W values, 7 to 56 in TDN) is too
+// short to amortise a call.
+constexpr int64_t kBlock = 2048;
+
+// For each block of output rows: expand the source rows they read (nearest) into `up`, then
+// block_op(a, up, b_or_null, out, n) over the block in acc_t arithmetic.
+template <typename scalar_t, typename BlockOp>
 void upsample_combine(const UpsampleGeometry& geo, const scalar_t* a, const scalar_t* small,
-                      const scalar_t* b, scalar_t* out, RowOp row_op) {
+                      const scalar_t* b, scalar_t* out, BlockOp block_op) {
   using A = acc_t<scalar_t>;
   const auto rmap = nearest_map(geo.h, geo.H), cmap = nearest_map(geo.w, geo.W);
-  const int64_t rows = geo.planes * geo.H, n = geo.W * geo.V, V = geo.V;
-  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / n), [&](int64_t r0, int64_t r1) {
-    std::vector<A> buf(static_cast<size_t>(4 * n));
-    A *up = buf.data(), *la = up + n, *lb = la + n, *lo = lb + n;
-    int64_t expanded = -1;  // source row held in `up` (rows reading the same one share it)
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t plane = r / geo.H, src_row = plane * geo.h + rmap[r % geo.H];
-      if (src_row != expanded) {
-        const scalar_t* srow = small + src_row * geo.w * V;
-        for (int64_t x = 0; x < geo.W; ++x)
-          for (int64_t v = 0; v < V; ++v) up[x * V + v] = static_cast<A>(srow[cmap[x] * V + v]);
-        expanded = src_row;
-      }
-      const int64_t off = r * n;
-      A* o = out_acc(out + off, lo);
-      row_op(load_acc(a + off, la, n), up, b ? load_acc(b + off, lb, n) : nullptr, o, n);
-      store_acc(out + off, o, n);
-    }
-  });
+  const int64_t n = geo.W * geo.V, V = geo.V;
+  const int64_t rows_per_block = std::max<int64_t>(1, kBlock / n);
+  const int64_t blocks_per_plane = (geo.H + rows_per_block - 1) / rows_per_block;
+  const int64_t cap = rows_per_block * n;
+  at::parallel_for(
+      0, geo.planes * blocks_per_plane, std::max<int64_t>(1, kGrain / cap),
+      [&](int64_t u0, int64_t u1) {
+        std::vector<A> buf(static_cast<size_t>(4 * cap));
+        A *up = buf.data(), *la = up + cap, *lb = la + cap, *lo = lb + cap;
+        for (int64_t u = u0; u < u1; ++u) {
+          const int64_t plane = u / blocks_per_plane;
+          const int64_t y0 = (u % blocks_per_plane) * rows_per_block;
+          const int64_t y1 = std::min(geo.H, y0 + rows_per_block), len = (y1 - y0) * n;
+          for (int64_t y = y0; y < y1; ++y) {
+            A* dst = up + (y - y0) * n;
+            if (y > y0 && rmap[y] == rmap[y - 1]) {  // same source row as the one above
+              std::copy(dst - n, dst, dst);
+              continue;
+            }
+            const scalar_t* srow = small + (plane * geo.h + rmap[y]) * geo.w * V;
+            for (int64_t x = 0; x < geo.W; ++x)
+              for (int64_t v = 0; v < V; ++v)
+                dst[x * V + v] = static_cast<A>(srow[cmap[x] * V + v]);
+          }
+          const int64_t off = (plane * geo.H + y0) * n;
+          A* o = out_acc(out + off, lo);
+          block_op(load_acc(a + off, la, len), up, b ? load_acc(b + off, lb, len) : nullptr, o,
+                   len);
+          store_acc(out + off, o, len);
+        }
+      });
 }
 
 // One pass over the output gradient g: scaled_g = g_scale * g (the gradient of the
 // full-resolution input) and gsmall[i, j] = sum over output pixels reading (i, j) of
-// small_scale * g, gathered row by row in ATen's accumulation order.
+// small_scale * g, gathered in ATen's accumulation order. Each output row reads exactly one
+// source row, so the blocks of source rows cover scaled_g entirely.
 template <typename scalar_t>
 void upsample_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t* scaled_g,
                        double g_scale, scalar_t* gsmall, double small_scale) {
   using A = acc_t<scalar_t>;
   const auto rbeg = nearest_inverse(geo.h, geo.H), cmap = nearest_map(geo.w, geo.W);
-  const int64_t rows = geo.planes * geo.h, V = geo.V, n = geo.W * V, ns = geo.w * V;
+  const int64_t V = geo.V, n = geo.W * V, ns = geo.w * V;
   const A gs = static_cast<A>(g_scale), ss = static_cast<A>(small_scale);
   // Contiguous layout, exactly doubled width: output columns 2j and 2j+1 read column j.
   const bool pairs = V == 1 && geo.W == 2 * geo.w;
-  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / (2 * n)), [&](int64_t r0, int64_t r1) {
-    std::vector<A> buf(static_cast<size_t>(2 * n + ns));
-    A *lg = buf.data(), *lo = lg + n, *acc = lo + n;
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t plane = r / geo.h, i = r % geo.h;
-      std::fill(acc, acc + ns, A(0));
-      for (int64_t y = rbeg[i]; y < rbeg[i + 1]; ++y) {
-        const int64_t off = (plane * geo.H + y) * n;
-        const A* grow = load_acc(g + off, lg, n);
-        A* o = out_acc(scaled_g + off, lo);
-        scale_row(grow, o, n, gs);
-        store_acc(scaled_g + off, o, n);
-        if (pairs) {
-          pair_accumulate_row(grow, ss, acc, geo.w);
-        } else {
-          for (int64_t x = 0; x < geo.W; ++x) {
-            A* dst = acc + cmap[x] * V;
-            const A* src = grow + x * V;
-            for (int64_t v = 0; v < V; ++v) dst[v] += ss * src[v];
-          }
-        }
-      }
-      scalar_t* dst = gsmall + r * ns;
-      for (int64_t k = 0; k < ns; ++k) dst[k] = static_cast<scalar_t>(acc[k]);
-    }
-  });
-  // Output rows that no source row owns cannot exist (each output row reads exactly one),
-  // so scaled_g is fully written by the loop above.
+  const int64_t ratio = (geo.H + geo.h - 1) / geo.h;
+  const int64_t small_per_block = std::max<int64_t>(1, kBlock / (n * ratio));
+  const int64_t blocks_per_plane = (geo.h + small_per_block - 1) / small_per_block;
+  int64_t cap_rows = 1;  // most output rows one block reads
+  for (int64_t i0 = 0; i0 < geo.h; i0 += small_per_block)
+    cap_rows = std::max(cap_rows, rbeg[std::min(geo.h, i0 + small_per_block)] - rbeg[i0]);
+  const int64_t cap = cap_rows * n;
+  at::parallel_for(0, geo.planes * blocks_per_plane, std::max<int64_t>(1, kGrain / (2 * cap)),
+                   [&](int64_t u0, int64_t u1) {
+                     std::vector<A> buf(static_cast<size_t>(2 * cap + ns));
+                     A *lg = buf.data(), *lo = lg + cap, *acc = lo + cap;
+                     for (int64_t u = u0; u < u1; ++u) {
+                       const int64_t plane = u / blocks_per_plane;
+                       const int64_t i0 = (u % blocks_per_plane) * small_per_block;
+                       const int64_t i1 = std::min(geo.h, i0 + small_per_block);
+                       const int64_t y0 = rbeg[i0], len = (rbeg[i1] - y0) * n;
+                       const int64_t off = (plane * geo.H + y0) * n;
+                       const A* gblock = load_acc(g + off, lg, len);
+                       A* o = out_acc(scaled_g + off, lo);
+                       scale_row(gblock, o, len, gs);
+                       store_acc(scaled_g + off, o, len);
+                       for (int64_t i = i0; i < i1; ++i) {
+                         std::fill(acc, acc + ns, A(0));
+                         for (int64_t y = rbeg[i]; y < rbeg[i + 1]; ++y) {
+                           const A* grow = gblock + (y - y0) * n;
+                           if (pairs) {
+                             pair_accumulate_row(grow, ss, acc, geo.w);
+                           } else {
+                             for (int64_t x = 0; x < geo.W; ++x) {
+                               A* dst = acc + cmap[x] * V;
+                               const A* src = grow + x * V;
+                               for (int64_t v = 0; v < V; ++v) dst[v] += ss * src[v];
+                             }
+                           }
+                         }
+                         scalar_t* dst = gsmall + (plane * geo.h + i) * ns;
+                         for (int64_t k = 0; k < ns; ++k) dst[k] = static_cast<scalar_t>(acc[k]);
+                       }
+                     }
+                   });
 }
 
 // ---------------------------------------------------------------------------------------
