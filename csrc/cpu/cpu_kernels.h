@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.h"
+#include "op_checks.h"
 
 namespace tdn {
 namespace cpu {

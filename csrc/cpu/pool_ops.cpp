@@ -72,14 +72,7 @@ TDN_VECTORIZE void pooled_grad_row(const A* __restrict__ plus, const A* __restri
 // temporal_diff_pool: out block i = avgpool_k(x_{i+1} - x_i)
 
 at::Tensor temporal_diff_pool_cpu(const at::Tensor& x_in, int64_t frames, int64_t k) {
-  TORCH_CHECK(x_in.dim() == 4, "x must be a 4-D tensor (B, frames*c, H, W), got ", x_in.sizes());
-  check_floating(x_in, "x");
-  TORCH_CHECK(frames >= 2, "frames must be >= 2, got ", frames);
-  TORCH_CHECK(k >= 1, "kernel_size must be >= 1, got ", k);
-  TORCH_CHECK(x_in.size(1) % frames == 0, "x has ", x_in.size(1),
-              " channels, not divisible by frames=", frames);
-  TORCH_CHECK(x_in.size(2) >= k && x_in.size(3) >= k, "x has spatial size ", x_in.size(2), "x",
-              x_in.size(3), ", below the pooling kernel ", k);
+  check_temporal_diff_pool(x_in, frames, k);
   const auto fmt = layout_of(x_in);
   const auto x = x_in.contiguous(fmt);
   const int64_t B = x.size(0), Cin = x.size(1), c = Cin / frames, Cout = c * (frames - 1);
@@ -144,11 +137,7 @@ at::Tensor temporal_diff_pool_cpu(const at::Tensor& x_in, int64_t frames, int64_
 
 at::Tensor temporal_diff_pool_backward_cpu(const at::Tensor& g_in, int64_t frames, int64_t k,
                                            int64_t H, int64_t W) {
-  TORCH_CHECK(g_in.dim() == 4, "grad_out must be 4-D, got ", g_in.sizes());
-  TORCH_CHECK(frames >= 2 && k >= 1, "frames must be >= 2 and kernel_size >= 1");
-  TORCH_CHECK(g_in.size(1) % (frames - 1) == 0, "grad_out channels must be (frames-1)*c");
-  TORCH_CHECK(g_in.size(2) == H / k && g_in.size(3) == W / k, "grad_out spatial size ",
-              g_in.sizes(), " does not match an input of ", H, "x", W, " pooled by ", k);
+  check_temporal_diff_pool_backward(g_in, frames, k, H, W);
   const auto fmt = layout_of(g_in);
   const auto g = g_in.contiguous(fmt);
   const int64_t B = g.size(0), Cout = g.size(1), c = Cout / (frames - 1), Cin = c * frames;
@@ -245,13 +234,7 @@ struct PlaneGeometry {
 std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cpu(const at::Tensor& feat_in,
                                                           const at::Tensor& aligned_in,
                                                           int64_t num_segments) {
-  TORCH_CHECK(feat_in.dim() == 4, "feat must be a 4-D tensor (N*T, c, H, W), got ",
-              feat_in.sizes());
-  check_floating(feat_in, "feat");
-  check_same_shape(aligned_in, "aligned", feat_in, "feat");
-  check_segments(feat_in, "feat", num_segments);
-  TORCH_CHECK(feat_in.size(2) >= 2 && feat_in.size(3) >= 2, "feat has spatial size ",
-              feat_in.size(2), "x", feat_in.size(3), ", below the 2x2 pooling window");
+  check_cross_segment_diff(feat_in, aligned_in, num_segments);
   const auto fmt = layout_of(feat_in);
   const auto feat = feat_in.contiguous(fmt), aligned = aligned_in.contiguous(fmt);
   const int64_t B = feat.size(0), C = feat.size(1), H = feat.size(2), W = feat.size(3);
@@ -307,18 +290,10 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cpu(const at::Tensor& feat
 std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cpu(const at::Tensor& gd_in,
                                                                    const at::Tensor& gp_in,
                                                                    int64_t num_segments) {
-  TORCH_CHECK(gd_in.dim() == 5 && gd_in.size(0) == 2, "grad_diff must be (2, N*T, c, H, W), got ",
-              gd_in.sizes());
-  TORCH_CHECK(gp_in.dim() == 5 && gp_in.size(0) == 2 && gp_in.size(1) == gd_in.size(1) &&
-                  gp_in.size(2) == gd_in.size(2) && gp_in.size(3) == gd_in.size(3) / 2 &&
-                  gp_in.size(4) == gd_in.size(4) / 2,
-              "grad_pooled must be (2, N*T, c, H//2, W//2) for grad_diff ", gd_in.sizes(), ", got ",
-              gp_in.sizes());
-  check_like(gp_in, "grad_pooled", gd_in, "grad_diff");
+  check_cross_segment_diff_backward(gd_in, gp_in, num_segments);
   const auto fmt = layout_of(gd_in[0]);
   const at::Tensor gd[2] = {gd_in[0].contiguous(fmt), gd_in[1].contiguous(fmt)};
   const at::Tensor gp[2] = {gp_in[0].contiguous(fmt), gp_in[1].contiguous(fmt)};
-  check_segments(gd[0], "grad_diff[0]", num_segments);
   auto g_feat = empty_4d(gd[0], gd[0].sizes(), fmt);
   auto g_aligned = empty_4d(gd[0], gd[0].sizes(), fmt);
   if (g_feat.numel() == 0) return {g_feat, g_aligned};

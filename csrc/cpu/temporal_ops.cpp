@@ -109,9 +109,7 @@ TDN_VECTORIZE void excite_backward_row(const A* __restrict__ ge, const A* __rest
 
 at::Tensor bidirectional_excitation_cpu(const at::Tensor& x_in, const at::Tensor& yf_in,
                                         const at::Tensor& yb_in) {
-  check_floating(x_in, "x");
-  check_same_shape(yf_in, "y_fwd", x_in, "x");
-  check_same_shape(yb_in, "y_bwd", x_in, "x");
+  check_excitation(x_in, yf_in, yb_in);
   const auto fmt = layout_of(x_in);
   const auto x = x_in.contiguous(fmt), yf = yf_in.contiguous(fmt), yb = yb_in.contiguous(fmt);
   auto out = at::empty(x.sizes(), x.options().memory_format(fmt));
@@ -139,9 +137,7 @@ at::Tensor bidirectional_excitation_cpu(const at::Tensor& x_in, const at::Tensor
 std::tuple<at::Tensor, at::Tensor, at::Tensor> bidirectional_excitation_backward_cpu(
     const at::Tensor& g_in, const at::Tensor& x_in, const at::Tensor& yf_in,
     const at::Tensor& yb_in) {
-  check_same_shape(g_in, "grad_out", x_in, "x");
-  check_same_shape(yf_in, "y_fwd", x_in, "x");
-  check_same_shape(yb_in, "y_bwd", x_in, "x");
+  check_excitation(x_in, yf_in, yb_in, &g_in);
   const auto fmt = layout_of(x_in);
   const auto g = g_in.contiguous(fmt), x = x_in.contiguous(fmt);
   const auto yf = yf_in.contiguous(fmt), yb = yb_in.contiguous(fmt);
@@ -250,16 +246,11 @@ struct Buffers {
 template <bool kExcite>
 at::Tensor shift_forward(const at::Tensor& x_in, const at::Tensor* yf_in, const at::Tensor* yb_in,
                          const at::Tensor& w_in, int64_t num_segments) {
-  TORCH_CHECK(x_in.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x_in.sizes());
-  check_floating(x_in, "x");
-  check_segments(x_in, "x", num_segments);
-  check_weight(w_in, x_in);
+  check_shift(x_in, w_in, num_segments, yf_in, yb_in);
   const auto fmt = layout_of(x_in);
   const auto x = x_in.contiguous(fmt);
   at::Tensor yf, yb;
   if constexpr (kExcite) {
-    check_same_shape(*yf_in, "y_fwd", x_in, "x");
-    check_same_shape(*yb_in, "y_bwd", x_in, "x");
     yf = yf_in->contiguous(fmt);
     yb = yb_in->contiguous(fmt);
   }
@@ -324,17 +315,12 @@ template <bool kExcite>
 std::vector<at::Tensor> shift_backward(const at::Tensor& g_in, const at::Tensor& x_in,
                                        const at::Tensor* yf_in, const at::Tensor* yb_in,
                                        const at::Tensor& w_in, int64_t num_segments) {
-  TORCH_CHECK(x_in.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x_in.sizes());
-  check_segments(x_in, "x", num_segments);
-  check_weight(w_in, x_in);
-  check_same_shape(g_in, "grad_out", x_in, "x");
+  check_shift(x_in, w_in, num_segments, yf_in, yb_in, &g_in);
   const auto fmt = layout_of(x_in);
   const auto x = x_in.contiguous(fmt), g = g_in.contiguous(fmt);
   const auto opts = x.options().memory_format(fmt);
   at::Tensor yf, yb, dyf, dyb;
   if constexpr (kExcite) {
-    check_same_shape(*yf_in, "y_fwd", x_in, "x");
-    check_same_shape(*yb_in, "y_bwd", x_in, "x");
     yf = yf_in->contiguous(fmt);
     yb = yb_in->contiguous(fmt);
     dyf = at::empty(x.sizes(), opts);

@@ -160,17 +160,9 @@ void upsample_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t*
 
 at::Tensor multiscale_sum_cpu(const at::Tensor& diff_in, const at::Tensor& pooled_in,
                               const at::Tensor& full_in) {
-  TORCH_CHECK(diff_in.dim() >= 3, "diff must be (..., c, H, W), got ", diff_in.sizes());
-  check_floating(diff_in, "diff");
-  check_same_shape(full_in, "full_branch", diff_in, "diff");
-  check_like(pooled_in, "pooled_branch", diff_in, "diff");
-  TORCH_CHECK(pooled_in.dim() == diff_in.dim() && pooled_in.sizes().slice(0, diff_in.dim() - 2) ==
-                                                      diff_in.sizes().slice(0, diff_in.dim() - 2),
-              "pooled_branch must match diff in every dim but the last two, got ",
-              pooled_in.sizes(), " for diff ", diff_in.sizes());
+  check_multiscale_sum(diff_in, pooled_in, full_in);
   const int64_t C = diff_in.size(-3), H = diff_in.size(-2), W = diff_in.size(-1);
   const int64_t h = pooled_in.size(-2), w = pooled_in.size(-1);
-  TORCH_CHECK(h >= 1 && w >= 1, "pooled_branch has an empty spatial size");
   const auto d4 = diff_in.reshape({-1, C, H, W});
   const auto fmt = layout_of(d4);
   const auto d = d4.contiguous(fmt);
@@ -193,8 +185,7 @@ at::Tensor multiscale_sum_cpu(const at::Tensor& diff_in, const at::Tensor& poole
 
 std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cpu(const at::Tensor& g_in, int64_t h,
                                                                int64_t w) {
-  TORCH_CHECK(g_in.dim() >= 3, "grad_out must be (..., c, H, W), got ", g_in.sizes());
-  TORCH_CHECK(h >= 1 && w >= 1, "pooled size must be positive, got ", h, "x", w);
+  check_upsample_backward(g_in, h, w, /*four_d=*/false);
   const int64_t C = g_in.size(-3), H = g_in.size(-2), W = g_in.size(-1);
   const auto g4 = g_in.reshape({-1, C, H, W});
   const auto fmt = layout_of(g4);
@@ -221,12 +212,7 @@ std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cpu(const at::Tensor&
 
 at::Tensor lateral_fuse_cpu(const at::Tensor& x_in, const at::Tensor& d_in, double alpha,
                             double beta) {
-  TORCH_CHECK(x_in.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x_in.sizes());
-  check_floating(x_in, "x");
-  check_like(d_in, "d", x_in, "x");
-  TORCH_CHECK(d_in.dim() == 4 && d_in.size(0) == x_in.size(0) && d_in.size(1) == x_in.size(1) &&
-                  d_in.size(2) >= 1 && d_in.size(3) >= 1,
-              "d must be (N*T, C, h, w) with x's N*T and C ", x_in.sizes(), ", got ", d_in.sizes());
+  check_lateral_fuse(x_in, d_in);
   const auto fmt = layout_of(x_in);
   const auto x = x_in.contiguous(fmt), d = d_in.contiguous(fmt);
   auto out = empty_4d(x, x.sizes(), fmt);
@@ -246,8 +232,7 @@ at::Tensor lateral_fuse_cpu(const at::Tensor& x_in, const at::Tensor& d_in, doub
 
 std::tuple<at::Tensor, at::Tensor> lateral_fuse_backward_cpu(const at::Tensor& g_in, int64_t h,
                                                              int64_t w, double alpha, double beta) {
-  TORCH_CHECK(g_in.dim() == 4, "grad_out must be 4-D, got ", g_in.sizes());
-  TORCH_CHECK(h >= 1 && w >= 1, "d size must be positive, got ", h, "x", w);
+  check_upsample_backward(g_in, h, w, /*four_d=*/true);
   const auto fmt = layout_of(g_in);
   const auto g = g_in.contiguous(fmt);
   auto gx = empty_4d(g, g.sizes(), fmt);

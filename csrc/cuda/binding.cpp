@@ -1,7 +1,7 @@
 // The CUDA kernels of the tdn_ops operators: a thin torch adapter over csrc/cuda/launchers.h.
 //
 // Each function checks its arguments (the same checks and messages as the CPU kernels, from
-// csrc/common.h), makes its inputs dense in the layout of its primary input
+// csrc/op_checks.h), makes its inputs dense in the layout of its primary input
 // (tdn::layout_of), allocates the outputs exactly as the CPU kernels and the fake kernels do,
 // and enqueues the launchers on the current stream of the inputs' device. Nothing here
 // synchronises with the host.
@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "cuda/launchers.h"
+#include "op_checks.h"
 
 namespace tdn {
 namespace cuda {
@@ -31,8 +32,7 @@ DType dtype_of(const at::Tensor& t, const char* name) {
     default:
       break;
   }
-  TORCH_CHECK(false, name, " must be float32, float16, bfloat16 or float64, got ",
-              t.scalar_type());
+  TORCH_CHECK(false, name, " must be float32, float16, bfloat16 or float64, got ", t.scalar_type());
   return DType::kFloat32;  // unreachable
 }
 
@@ -42,8 +42,8 @@ void check_cuda(const at::Tensor& t, const char* name) {
 }
 
 void check_launch(cudaError_t status, const char* op) {
-  TORCH_CHECK(status == cudaSuccess, "tdn_ops.", op, ": CUDA kernel launch failed: ",
-              cudaGetErrorString(status));
+  TORCH_CHECK(status == cudaSuccess, "tdn_ops.", op,
+              ": CUDA kernel launch failed: ", cudaGetErrorString(status));
 }
 
 cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
@@ -52,36 +52,25 @@ cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(
 // temporal_diff_pool
 
 at::Tensor temporal_diff_pool_cuda(const at::Tensor& x_in, int64_t frames, int64_t k) {
-  TORCH_CHECK(x_in.dim() == 4, "x must be a 4-D tensor (B, frames*c, H, W), got ", x_in.sizes());
+  check_temporal_diff_pool(x_in, frames, k);
   check_cuda(x_in, "x");
-  check_floating(x_in, "x");
-  TORCH_CHECK(frames >= 2, "frames must be >= 2, got ", frames);
-  TORCH_CHECK(k >= 1, "kernel_size must be >= 1, got ", k);
-  TORCH_CHECK(x_in.size(1) % frames == 0, "x has ", x_in.size(1),
-              " channels, not divisible by frames=", frames);
-  TORCH_CHECK(x_in.size(2) >= k && x_in.size(3) >= k, "x has spatial size ", x_in.size(2), "x",
-              x_in.size(3), ", below the pooling kernel ", k);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const auto fmt = layout_of(x_in);
   const auto x = x_in.contiguous(fmt);
   const int64_t B = x.size(0), c = x.size(1) / frames, H = x.size(2), W = x.size(3);
   auto out = empty_4d(x, {B, c * (frames - 1), H / k, W / k}, fmt);
   if (out.numel() == 0) return out;
-  check_launch(temporal_diff_pool_forward(x.const_data_ptr(), out.mutable_data_ptr(),
-                                          dtype_of(x, "x"), B, frames, c, H, W, k,
-                                          is_channels_last(fmt), current_stream()),
-               "temporal_diff_pool");
+  check_launch(
+      temporal_diff_pool_forward(x.const_data_ptr(), out.mutable_data_ptr(), dtype_of(x, "x"), B,
+                                 frames, c, H, W, k, is_channels_last(fmt), current_stream()),
+      "temporal_diff_pool");
   return out;
 }
 
 at::Tensor temporal_diff_pool_backward_cuda(const at::Tensor& g_in, int64_t frames, int64_t k,
                                             int64_t H, int64_t W) {
-  TORCH_CHECK(g_in.dim() == 4, "grad_out must be 4-D, got ", g_in.sizes());
+  check_temporal_diff_pool_backward(g_in, frames, k, H, W);
   check_cuda(g_in, "grad_out");
-  TORCH_CHECK(frames >= 2 && k >= 1, "frames must be >= 2 and kernel_size >= 1");
-  TORCH_CHECK(g_in.size(1) % (frames - 1) == 0, "grad_out channels must be (frames-1)*c");
-  TORCH_CHECK(g_in.size(2) == H / k && g_in.size(3) == W / k, "grad_out spatial size ",
-              g_in.sizes(), " does not match an input of ", H, "x", W, " pooled by ", k);
   const c10::cuda::CUDAGuard guard(g_in.device());
   const auto fmt = layout_of(g_in);
   const auto g = g_in.contiguous(fmt);
@@ -101,14 +90,8 @@ at::Tensor temporal_diff_pool_backward_cuda(const at::Tensor& g_in, int64_t fram
 std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cuda(const at::Tensor& feat_in,
                                                            const at::Tensor& aligned_in,
                                                            int64_t num_segments) {
-  TORCH_CHECK(feat_in.dim() == 4, "feat must be a 4-D tensor (N*T, c, H, W), got ",
-              feat_in.sizes());
+  check_cross_segment_diff(feat_in, aligned_in, num_segments);
   check_cuda(feat_in, "feat");
-  check_floating(feat_in, "feat");
-  check_same_shape(aligned_in, "aligned", feat_in, "feat");
-  check_segments(feat_in, "feat", num_segments);
-  TORCH_CHECK(feat_in.size(2) >= 2 && feat_in.size(3) >= 2, "feat has spatial size ",
-              feat_in.size(2), "x", feat_in.size(3), ", below the 2x2 pooling window");
   const c10::cuda::CUDAGuard guard(feat_in.device());
   const auto fmt = layout_of(feat_in);
   const auto feat = feat_in.contiguous(fmt), aligned = aligned_in.contiguous(fmt);
@@ -119,8 +102,8 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cuda(const at::Tensor& fea
   check_launch(cross_segment_diff_forward(
                    feat.const_data_ptr(), aligned.const_data_ptr(), diff[0].mutable_data_ptr(),
                    diff[1].mutable_data_ptr(), pooled[0].mutable_data_ptr(),
-                   pooled[1].mutable_data_ptr(), dtype_of(feat, "feat"), B, C, H, W,
-                   num_segments, is_channels_last(fmt), current_stream()),
+                   pooled[1].mutable_data_ptr(), dtype_of(feat, "feat"), B, C, H, W, num_segments,
+                   is_channels_last(fmt), current_stream()),
                "cross_segment_diff");
   return {diff, pooled};
 }
@@ -128,29 +111,20 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cuda(const at::Tensor& fea
 std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cuda(const at::Tensor& gd_in,
                                                                     const at::Tensor& gp_in,
                                                                     int64_t num_segments) {
-  TORCH_CHECK(gd_in.dim() == 5 && gd_in.size(0) == 2,
-              "grad_diff must be (2, N*T, c, H, W), got ", gd_in.sizes());
-  TORCH_CHECK(gp_in.dim() == 5 && gp_in.size(0) == 2 && gp_in.size(1) == gd_in.size(1) &&
-                  gp_in.size(2) == gd_in.size(2) && gp_in.size(3) == gd_in.size(3) / 2 &&
-                  gp_in.size(4) == gd_in.size(4) / 2,
-              "grad_pooled must be (2, N*T, c, H//2, W//2) for grad_diff ", gd_in.sizes(),
-              ", got ", gp_in.sizes());
+  check_cross_segment_diff_backward(gd_in, gp_in, num_segments);
   check_cuda(gd_in, "grad_diff");
-  check_like(gp_in, "grad_pooled", gd_in, "grad_diff");
   const c10::cuda::CUDAGuard guard(gd_in.device());
   const auto fmt = layout_of(gd_in[0]);
   const at::Tensor gd[2] = {gd_in[0].contiguous(fmt), gd_in[1].contiguous(fmt)};
   const at::Tensor gp[2] = {gp_in[0].contiguous(fmt), gp_in[1].contiguous(fmt)};
-  check_segments(gd[0], "grad_diff[0]", num_segments);
   auto g_feat = empty_4d(gd[0], gd[0].sizes(), fmt);
   auto g_aligned = empty_4d(gd[0], gd[0].sizes(), fmt);
   if (g_feat.numel() == 0) return {g_feat, g_aligned};
   check_launch(cross_segment_diff_backward(
                    gd[0].const_data_ptr(), gd[1].const_data_ptr(), gp[0].const_data_ptr(),
-                   gp[1].const_data_ptr(), g_feat.mutable_data_ptr(),
-                   g_aligned.mutable_data_ptr(), dtype_of(gd[0], "grad_diff"), gd[0].size(0),
-                   gd[0].size(1), gd[0].size(2), gd[0].size(3), num_segments,
-                   is_channels_last(fmt), current_stream()),
+                   gp[1].const_data_ptr(), g_feat.mutable_data_ptr(), g_aligned.mutable_data_ptr(),
+                   dtype_of(gd[0], "grad_diff"), gd[0].size(0), gd[0].size(1), gd[0].size(2),
+                   gd[0].size(3), num_segments, is_channels_last(fmt), current_stream()),
                "cross_segment_diff_backward");
   return {g_feat, g_aligned};
 }
@@ -160,19 +134,10 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cuda(const at::Te
 
 at::Tensor multiscale_sum_cuda(const at::Tensor& diff_in, const at::Tensor& pooled_in,
                                const at::Tensor& full_in) {
-  TORCH_CHECK(diff_in.dim() >= 3, "diff must be (..., c, H, W), got ", diff_in.sizes());
+  check_multiscale_sum(diff_in, pooled_in, full_in);
   check_cuda(diff_in, "diff");
-  check_floating(diff_in, "diff");
-  check_same_shape(full_in, "full_branch", diff_in, "diff");
-  check_like(pooled_in, "pooled_branch", diff_in, "diff");
-  TORCH_CHECK(pooled_in.dim() == diff_in.dim() &&
-                  pooled_in.sizes().slice(0, diff_in.dim() - 2) ==
-                      diff_in.sizes().slice(0, diff_in.dim() - 2),
-              "pooled_branch must match diff in every dim but the last two, got ",
-              pooled_in.sizes(), " for diff ", diff_in.sizes());
   const int64_t C = diff_in.size(-3), H = diff_in.size(-2), W = diff_in.size(-1);
   const int64_t h = pooled_in.size(-2), w = pooled_in.size(-1);
-  TORCH_CHECK(h >= 1 && w >= 1, "pooled_branch has an empty spatial size");
   const c10::cuda::CUDAGuard guard(diff_in.device());
   const auto d4 = diff_in.reshape({-1, C, H, W});
   const auto fmt = layout_of(d4);
@@ -182,20 +147,19 @@ at::Tensor multiscale_sum_cuda(const at::Tensor& diff_in, const at::Tensor& pool
   auto out = empty_4d(d, d.sizes(), fmt);
   if (out.numel() > 0) {
     constexpr double third = 1.0 / 3.0;
-    check_launch(upsample_combine_forward(d.const_data_ptr(), p.const_data_ptr(),
-                                          f.const_data_ptr(), out.mutable_data_ptr(),
-                                          dtype_of(d, "diff"), d.size(0), C, H, W, h, w, third,
-                                          third, third, is_channels_last(fmt), current_stream()),
-                 "multiscale_sum");
+    check_launch(
+        upsample_combine_forward(d.const_data_ptr(), p.const_data_ptr(), f.const_data_ptr(),
+                                 out.mutable_data_ptr(), dtype_of(d, "diff"), d.size(0), C, H, W, h,
+                                 w, third, third, third, is_channels_last(fmt), current_stream()),
+        "multiscale_sum");
   }
   return out.view(diff_in.sizes());
 }
 
-std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cuda(const at::Tensor& g_in,
-                                                                int64_t h, int64_t w) {
-  TORCH_CHECK(g_in.dim() >= 3, "grad_out must be (..., c, H, W), got ", g_in.sizes());
+std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cuda(const at::Tensor& g_in, int64_t h,
+                                                                int64_t w) {
+  check_upsample_backward(g_in, h, w, /*four_d=*/false);
   check_cuda(g_in, "grad_out");
-  TORCH_CHECK(h >= 1 && w >= 1, "pooled size must be positive, got ", h, "x", w);
   const c10::cuda::CUDAGuard guard(g_in.device());
   const int64_t C = g_in.size(-3), H = g_in.size(-2), W = g_in.size(-1);
   const auto g4 = g_in.reshape({-1, C, H, W});
@@ -221,13 +185,8 @@ std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cuda(const at::Tensor
 
 at::Tensor lateral_fuse_cuda(const at::Tensor& x_in, const at::Tensor& d_in, double alpha,
                              double beta) {
-  TORCH_CHECK(x_in.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x_in.sizes());
+  check_lateral_fuse(x_in, d_in);
   check_cuda(x_in, "x");
-  check_floating(x_in, "x");
-  check_like(d_in, "d", x_in, "x");
-  TORCH_CHECK(d_in.dim() == 4 && d_in.size(0) == x_in.size(0) && d_in.size(1) == x_in.size(1) &&
-                  d_in.size(2) >= 1 && d_in.size(3) >= 1,
-              "d must be (N*T, C, h, w) with x's N*T and C ", x_in.sizes(), ", got ", d_in.sizes());
   const c10::cuda::CUDAGuard guard(x_in.device());
   const auto fmt = layout_of(x_in);
   const auto x = x_in.contiguous(fmt), d = d_in.contiguous(fmt);
@@ -236,8 +195,7 @@ at::Tensor lateral_fuse_cuda(const at::Tensor& x_in, const at::Tensor& d_in, dou
   check_launch(upsample_combine_forward(x.const_data_ptr(), d.const_data_ptr(), nullptr,
                                         out.mutable_data_ptr(), dtype_of(x, "x"), x.size(0),
                                         x.size(1), x.size(2), x.size(3), d.size(2), d.size(3),
-                                        alpha, beta, 0.0, is_channels_last(fmt),
-                                        current_stream()),
+                                        alpha, beta, 0.0, is_channels_last(fmt), current_stream()),
                "lateral_fuse");
   return out;
 }
@@ -245,9 +203,8 @@ at::Tensor lateral_fuse_cuda(const at::Tensor& x_in, const at::Tensor& d_in, dou
 std::tuple<at::Tensor, at::Tensor> lateral_fuse_backward_cuda(const at::Tensor& g_in, int64_t h,
                                                               int64_t w, double alpha,
                                                               double beta) {
-  TORCH_CHECK(g_in.dim() == 4, "grad_out must be 4-D, got ", g_in.sizes());
+  check_upsample_backward(g_in, h, w, /*four_d=*/true);
   check_cuda(g_in, "grad_out");
-  TORCH_CHECK(h >= 1 && w >= 1, "d size must be positive, got ", h, "x", w);
   const c10::cuda::CUDAGuard guard(g_in.device());
   const auto fmt = layout_of(g_in);
   const auto g = g_in.contiguous(fmt);
@@ -257,11 +214,11 @@ std::tuple<at::Tensor, at::Tensor> lateral_fuse_backward_cuda(const at::Tensor& 
     gd.zero_();
     return {gx, gd};
   }
-  check_launch(upsample_combine_backward(g.const_data_ptr(), gx.mutable_data_ptr(),
-                                         gd.mutable_data_ptr(), dtype_of(g, "grad_out"),
-                                         g.size(0), g.size(1), g.size(2), g.size(3), h, w,
-                                         alpha, beta, is_channels_last(fmt), current_stream()),
-               "lateral_fuse_backward");
+  check_launch(
+      upsample_combine_backward(g.const_data_ptr(), gx.mutable_data_ptr(), gd.mutable_data_ptr(),
+                                dtype_of(g, "grad_out"), g.size(0), g.size(1), g.size(2), g.size(3),
+                                h, w, alpha, beta, is_channels_last(fmt), current_stream()),
+      "lateral_fuse_backward");
   return {gx, gd};
 }
 
@@ -271,18 +228,16 @@ std::tuple<at::Tensor, at::Tensor> lateral_fuse_backward_cuda(const at::Tensor& 
 at::Tensor bidirectional_excitation_cuda(const at::Tensor& x_in, const at::Tensor& yf_in,
                                          const at::Tensor& yb_in) {
   check_cuda(x_in, "x");
-  check_floating(x_in, "x");
-  check_same_shape(yf_in, "y_fwd", x_in, "x");
-  check_same_shape(yb_in, "y_bwd", x_in, "x");
+  check_excitation(x_in, yf_in, yb_in);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const auto fmt = layout_of(x_in);
   const auto x = x_in.contiguous(fmt), yf = yf_in.contiguous(fmt), yb = yb_in.contiguous(fmt);
   auto out = at::empty(x.sizes(), x.options().memory_format(fmt));
   if (x.numel() == 0) return out;
-  check_launch(excitation_forward(x.const_data_ptr(), yf.const_data_ptr(), yb.const_data_ptr(),
-                                  out.mutable_data_ptr(), dtype_of(x, "x"), x.numel(),
-                                  current_stream()),
-               "bidirectional_excitation");
+  check_launch(
+      excitation_forward(x.const_data_ptr(), yf.const_data_ptr(), yb.const_data_ptr(),
+                         out.mutable_data_ptr(), dtype_of(x, "x"), x.numel(), current_stream()),
+      "bidirectional_excitation");
   return out;
 }
 
@@ -290,10 +245,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bidirectional_excitation_backward
     const at::Tensor& g_in, const at::Tensor& x_in, const at::Tensor& yf_in,
     const at::Tensor& yb_in) {
   check_cuda(x_in, "x");
-  check_floating(x_in, "x");
-  check_same_shape(g_in, "grad_out", x_in, "x");
-  check_same_shape(yf_in, "y_fwd", x_in, "x");
-  check_same_shape(yb_in, "y_bwd", x_in, "x");
+  check_excitation(x_in, yf_in, yb_in, &g_in);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const auto fmt = layout_of(x_in);
   const auto g = g_in.contiguous(fmt), x = x_in.contiguous(fmt);
@@ -302,11 +254,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bidirectional_excitation_backward
   auto dx = at::empty(x.sizes(), opts), dyf = at::empty(x.sizes(), opts),
        dyb = at::empty(x.sizes(), opts);
   if (x.numel() == 0) return {dx, dyf, dyb};
-  check_launch(excitation_backward(g.const_data_ptr(), x.const_data_ptr(), yf.const_data_ptr(),
-                                   yb.const_data_ptr(), dx.mutable_data_ptr(),
-                                   dyf.mutable_data_ptr(), dyb.mutable_data_ptr(),
-                                   dtype_of(x, "x"), x.numel(), current_stream()),
-               "bidirectional_excitation_backward");
+  check_launch(
+      excitation_backward(g.const_data_ptr(), x.const_data_ptr(), yf.const_data_ptr(),
+                          yb.const_data_ptr(), dx.mutable_data_ptr(), dyf.mutable_data_ptr(),
+                          dyb.mutable_data_ptr(), dtype_of(x, "x"), x.numel(), current_stream()),
+      "bidirectional_excitation_backward");
   return {dx, dyf, dyb};
 }
 
@@ -318,23 +270,12 @@ ShiftShape shift_shape(const at::Tensor& x, int64_t num_segments, at::MemoryForm
                     is_channels_last(fmt)};
 }
 
-void check_shift_input(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments) {
-  TORCH_CHECK(x.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x.sizes());
-  check_cuda(x, "x");
-  check_floating(x, "x");
-  check_segments(x, "x", num_segments);
-  check_weight(weight, x);
-}
-
 // Forward of temporal_shift_conv (no gates) and excite_shift (gates given).
 at::Tensor shift_forward_cuda(const at::Tensor& x_in, const at::Tensor* yf_in,
-                              const at::Tensor* yb_in, const at::Tensor& w_in,
-                              int64_t num_segments, const char* op) {
-  check_shift_input(x_in, w_in, num_segments);
-  if (yf_in != nullptr) {
-    check_same_shape(*yf_in, "y_fwd", x_in, "x");
-    check_same_shape(*yb_in, "y_bwd", x_in, "x");
-  }
+                              const at::Tensor* yb_in, const at::Tensor& w_in, int64_t num_segments,
+                              const char* op) {
+  check_shift(x_in, w_in, num_segments, yf_in, yb_in);
+  check_cuda(x_in, "x");
   const c10::cuda::CUDAGuard guard(x_in.device());
   const auto fmt = layout_of(x_in);
   const auto x = x_in.contiguous(fmt);
@@ -359,13 +300,9 @@ std::vector<at::Tensor> shift_backward_cuda(const at::Tensor& g_in, const at::Te
                                             const at::Tensor* yf_in, const at::Tensor* yb_in,
                                             const at::Tensor& w_in, int64_t num_segments,
                                             const char* op) {
-  check_shift_input(x_in, w_in, num_segments);
-  check_same_shape(g_in, "grad_out", x_in, "x");
+  check_shift(x_in, w_in, num_segments, yf_in, yb_in, &g_in);
+  check_cuda(x_in, "x");
   const bool excite = yf_in != nullptr;
-  if (excite) {
-    check_same_shape(*yf_in, "y_fwd", x_in, "x");
-    check_same_shape(*yb_in, "y_bwd", x_in, "x");
-  }
   const c10::cuda::CUDAGuard guard(x_in.device());
   const auto fmt = layout_of(x_in);
   const auto x = x_in.contiguous(fmt), g = g_in.contiguous(fmt);
@@ -386,13 +323,13 @@ std::vector<at::Tensor> shift_backward_cuda(const at::Tensor& g_in, const at::Te
   // caching allocator, so no synchronisation).
   const auto workspace =
       at::empty({shift_backward_workspace_bytes(shape, dtype)}, x.options().dtype(at::kByte));
-  check_launch(shift_backward(g.const_data_ptr(), x.const_data_ptr(),
-                              excite ? yf.const_data_ptr() : nullptr,
-                              excite ? yb.const_data_ptr() : nullptr, w.const_data_ptr(),
-                              dx.mutable_data_ptr(), excite ? dyf.mutable_data_ptr() : nullptr,
-                              excite ? dyb.mutable_data_ptr() : nullptr, dw.mutable_data_ptr(),
-                              workspace.mutable_data_ptr(), dtype, shape, current_stream()),
-               op);
+  check_launch(
+      shift_backward(g.const_data_ptr(), x.const_data_ptr(), excite ? yf.const_data_ptr() : nullptr,
+                     excite ? yb.const_data_ptr() : nullptr, w.const_data_ptr(),
+                     dx.mutable_data_ptr(), excite ? dyf.mutable_data_ptr() : nullptr,
+                     excite ? dyb.mutable_data_ptr() : nullptr, dw.mutable_data_ptr(),
+                     workspace.mutable_data_ptr(), dtype, shape, current_stream()),
+      op);
   if (excite) return {dx, dyf, dyb, dw};
   return {dx, dw};
 }
@@ -411,17 +348,16 @@ std::tuple<at::Tensor, at::Tensor> temporal_shift_conv_backward_cuda(const at::T
   return {r[0], r[1]};
 }
 
-at::Tensor excite_shift_cuda(const at::Tensor& x, const at::Tensor& y_fwd,
-                             const at::Tensor& y_bwd, const at::Tensor& weight,
-                             int64_t num_segments) {
+at::Tensor excite_shift_cuda(const at::Tensor& x, const at::Tensor& y_fwd, const at::Tensor& y_bwd,
+                             const at::Tensor& weight, int64_t num_segments) {
   return shift_forward_cuda(x, &y_fwd, &y_bwd, weight, num_segments, "excite_shift");
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> excite_shift_backward_cuda(
-    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y_fwd,
-    const at::Tensor& y_bwd, const at::Tensor& weight, int64_t num_segments) {
-  auto r = shift_backward_cuda(grad, x, &y_fwd, &y_bwd, weight, num_segments,
-                               "excite_shift_backward");
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y_fwd, const at::Tensor& y_bwd,
+    const at::Tensor& weight, int64_t num_segments) {
+  auto r =
+      shift_backward_cuda(grad, x, &y_fwd, &y_bwd, weight, num_segments, "excite_shift_backward");
   return {r[0], r[1], r[2], r[3]};
 }
 
@@ -437,8 +373,7 @@ TORCH_LIBRARY_IMPL(tdn_ops, CUDA, m) {
   m.impl("multiscale_sum", &tdn::cuda::multiscale_sum_cuda);
   m.impl("multiscale_sum_backward", &tdn::cuda::multiscale_sum_backward_cuda);
   m.impl("bidirectional_excitation", &tdn::cuda::bidirectional_excitation_cuda);
-  m.impl("bidirectional_excitation_backward",
-         &tdn::cuda::bidirectional_excitation_backward_cuda);
+  m.impl("bidirectional_excitation_backward", &tdn::cuda::bidirectional_excitation_backward_cuda);
   m.impl("temporal_shift_conv", &tdn::cuda::temporal_shift_conv_cuda);
   m.impl("temporal_shift_conv_backward", &tdn::cuda::temporal_shift_conv_backward_cuda);
   m.impl("excite_shift", &tdn::cuda::excite_shift_cuda);

@@ -1,0 +1,106 @@
+// Argument checks of every operator, shared by the CPU kernels and the CUDA binding so that a
+// direct torch.ops.tdn_ops call fails with the same message on either device. (The Python
+// wrappers check first, with the same wording; these guard the native entry points.)
+#pragma once
+
+#include "common.h"
+
+namespace tdn {
+
+inline void check_temporal_diff_pool(const at::Tensor& x, int64_t frames, int64_t k) {
+  TORCH_CHECK(x.dim() == 4, "x must be a 4-D tensor (B, frames*c, H, W), got ", x.sizes());
+  check_floating(x, "x");
+  TORCH_CHECK(frames >= 2, "frames must be >= 2, got ", frames);
+  TORCH_CHECK(k >= 1, "kernel_size must be >= 1, got ", k);
+  TORCH_CHECK(x.size(1) % frames == 0, "x has ", x.size(1),
+              " channels, not divisible by frames=", frames);
+  TORCH_CHECK(x.size(2) >= k && x.size(3) >= k, "x has spatial size ", x.size(2), "x", x.size(3),
+              ", below the pooling kernel ", k);
+}
+
+inline void check_temporal_diff_pool_backward(const at::Tensor& g, int64_t frames, int64_t k,
+                                              int64_t H, int64_t W) {
+  TORCH_CHECK(g.dim() == 4, "grad_out must be 4-D, got ", g.sizes());
+  TORCH_CHECK(frames >= 2 && k >= 1, "frames must be >= 2 and kernel_size >= 1");
+  TORCH_CHECK(g.size(1) % (frames - 1) == 0, "grad_out channels must be (frames-1)*c");
+  TORCH_CHECK(g.size(2) == H / k && g.size(3) == W / k, "grad_out spatial size ", g.sizes(),
+              " does not match an input of ", H, "x", W, " pooled by ", k);
+}
+
+inline void check_cross_segment_diff(const at::Tensor& feat, const at::Tensor& aligned,
+                                     int64_t num_segments) {
+  TORCH_CHECK(feat.dim() == 4, "feat must be a 4-D tensor (N*T, c, H, W), got ", feat.sizes());
+  check_floating(feat, "feat");
+  check_same_shape(aligned, "aligned", feat, "feat");
+  check_segments(feat, "feat", num_segments);
+  TORCH_CHECK(feat.size(2) >= 2 && feat.size(3) >= 2, "feat has spatial size ", feat.size(2), "x",
+              feat.size(3), ", below the 2x2 pooling window");
+}
+
+inline void check_cross_segment_diff_backward(const at::Tensor& gd, const at::Tensor& gp,
+                                              int64_t num_segments) {
+  TORCH_CHECK(gd.dim() == 5 && gd.size(0) == 2, "grad_diff must be (2, N*T, c, H, W), got ",
+              gd.sizes());
+  TORCH_CHECK(gp.dim() == 5 && gp.size(0) == 2 && gp.size(1) == gd.size(1) &&
+                  gp.size(2) == gd.size(2) && gp.size(3) == gd.size(3) / 2 &&
+                  gp.size(4) == gd.size(4) / 2,
+              "grad_pooled must be (2, N*T, c, H//2, W//2) for grad_diff ", gd.sizes(), ", got ",
+              gp.sizes());
+  check_like(gp, "grad_pooled", gd, "grad_diff");
+  check_segments(gd[0], "grad_diff[0]", num_segments);
+}
+
+inline void check_multiscale_sum(const at::Tensor& diff, const at::Tensor& pooled,
+                                 const at::Tensor& full) {
+  TORCH_CHECK(diff.dim() >= 3, "diff must be (..., c, H, W), got ", diff.sizes());
+  check_floating(diff, "diff");
+  check_same_shape(full, "full_branch", diff, "diff");
+  check_like(pooled, "pooled_branch", diff, "diff");
+  TORCH_CHECK(pooled.dim() == diff.dim() &&
+                  pooled.sizes().slice(0, diff.dim() - 2) == diff.sizes().slice(0, diff.dim() - 2),
+              "pooled_branch must match diff in every dim but the last two, got ", pooled.sizes(),
+              " for diff ", diff.sizes());
+  TORCH_CHECK(pooled.size(-2) >= 1 && pooled.size(-1) >= 1,
+              "pooled_branch has an empty spatial size");
+}
+
+// Backward of an upsampling operator: grad_out (..., c, H, W) with `min_dim` dims at least
+// (exactly 4 for lateral_fuse), and the small map's size h x w.
+inline void check_upsample_backward(const at::Tensor& g, int64_t h, int64_t w, bool four_d) {
+  TORCH_CHECK(four_d ? g.dim() == 4 : g.dim() >= 3, "grad_out must be ",
+              four_d ? "(N*T, C, H, W)" : "(..., c, H, W)", ", got ", g.sizes());
+  TORCH_CHECK(h >= 1 && w >= 1, "the upsampled map's size must be positive, got ", h, "x", w);
+}
+
+inline void check_lateral_fuse(const at::Tensor& x, const at::Tensor& d) {
+  TORCH_CHECK(x.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x.sizes());
+  check_floating(x, "x");
+  check_like(d, "d", x, "x");
+  TORCH_CHECK(d.dim() == 4 && d.size(0) == x.size(0) && d.size(1) == x.size(1) && d.size(2) >= 1 &&
+                  d.size(3) >= 1,
+              "d must be (N*T, C, h, w) with x's N*T and C ", x.sizes(), ", got ", d.sizes());
+}
+
+// Excitation inputs; `grad` (backward) may be null.
+inline void check_excitation(const at::Tensor& x, const at::Tensor& y_fwd, const at::Tensor& y_bwd,
+                             const at::Tensor* grad = nullptr) {
+  check_floating(x, "x");
+  if (grad) check_same_shape(*grad, "grad_out", x, "x");
+  check_same_shape(y_fwd, "y_fwd", x, "x");
+  check_same_shape(y_bwd, "y_bwd", x, "x");
+}
+
+// Temporal shift inputs; y_fwd/y_bwd (excite_shift) and grad (backward) may be null.
+inline void check_shift(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments,
+                        const at::Tensor* y_fwd, const at::Tensor* y_bwd,
+                        const at::Tensor* grad = nullptr) {
+  TORCH_CHECK(x.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x.sizes());
+  check_floating(x, "x");
+  check_segments(x, "x", num_segments);
+  check_weight(weight, x);
+  if (grad) check_same_shape(*grad, "grad_out", x, "x");
+  if (y_fwd) check_same_shape(*y_fwd, "y_fwd", x, "x");
+  if (y_bwd) check_same_shape(*y_bwd, "y_bwd", x, "x");
+}
+
+}  // namespace tdn
