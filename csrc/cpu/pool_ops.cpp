@@ -50,6 +50,33 @@ TDN_VECTORIZE void segment_grads_row(const A* __restrict__ f_here, const A* __re
   }
 }
 
+template <typename A>
+TDN_VECTORIZE void sub_row(const A* __restrict__ a, const A* __restrict__ b, A* __restrict__ out,
+                           int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] - b[i];
+}
+
+// 2x2 average of two rows (one value per pixel), summed in avg_pool2d's window order.
+template <typename A>
+TDN_VECTORIZE void pool2_row(const A* __restrict__ r0, const A* __restrict__ r1,
+                             A* __restrict__ out, int64_t wo) {
+  for (int64_t i = 0; i < wo; ++i)
+    out[i] = (r0[2 * i] + r0[2 * i + 1] + r1[2 * i] + r1[2 * i + 1]) / A(4);
+}
+
+// Adds a pooled row's gradient, divided by 4, to the 2x2 windows of two full-size rows.
+template <typename A>
+TDN_VECTORIZE void spread_pool2_row(const A* __restrict__ pooled, A* __restrict__ top,
+                                    A* __restrict__ bottom, int64_t wo) {
+  for (int64_t i = 0; i < wo; ++i) {
+    const A share = pooled[i] / A(4);
+    top[2 * i] += share;
+    top[2 * i + 1] += share;
+    bottom[2 * i] += share;
+    bottom[2 * i + 1] += share;
+  }
+}
+
 // row[ow*k + i] = plus[ow]/kk - minus[ow]/kk for i < k (divided like avg_pool2d's backward).
 template <typename A>
 TDN_VECTORIZE void pooled_grad_row(const A* __restrict__ plus, const A* __restrict__ minus, A kk,
@@ -251,38 +278,50 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cpu(const at::Tensor& feat
                        pooled[1].mutable_data_ptr<scalar_t>()};
     const int64_t ps = geo.plane_size(), pps = geo.pooled_size(), fs = geo.frame_stride();
     const int64_t V = geo.V, Wd = geo.W, Wo = geo.Wo, Ho = geo.Ho;
-    at::parallel_for(0, geo.planes, std::max<int64_t>(1, kGrain / ps), [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t t = geo.segment(p);
-        const scalar_t* f = pf + p * ps;
-        for (int dir = 0; dir < 2; ++dir) {
-          // Forward: next segment's aligned minus this one's feat; backward: previous one's.
-          const bool valid = dir == 0 ? t + 1 < geo.T : t >= 1;
-          const scalar_t* a = pa + p * ps + (dir == 0 ? fs : -fs);
-          scalar_t* d = pd[dir] + p * ps;
-          if (valid) {
-            for (int64_t i = 0; i < ps; ++i)
-              d[i] = static_cast<scalar_t>(static_cast<A>(a[i]) - static_cast<A>(f[i]));
-          } else {
-            std::fill(d, d + ps, static_cast<scalar_t>(0));
-          }
-          // Pool the rounded differences, as the reference pools its stored tensor.
-          scalar_t* o = pp[dir] + p * pps;
-          for (int64_t oh = 0; oh < Ho; ++oh) {
-            const scalar_t* r0 = d + (2 * oh) * Wd * V;
-            const scalar_t* r1 = r0 + Wd * V;
-            scalar_t* orow = o + oh * Wo * V;
-            for (int64_t ow = 0; ow < Wo; ++ow)
-              for (int64_t v = 0; v < V; ++v) {
-                const int64_t i = 2 * ow * V + v;
-                const A s = static_cast<A>(r0[i]) + static_cast<A>(r0[i + V]) +
-                            static_cast<A>(r1[i]) + static_cast<A>(r1[i + V]);
-                orow[ow * V + v] = static_cast<scalar_t>(s / A(4));
+    at::parallel_for(
+        0, geo.planes, std::max<int64_t>(1, kGrain / (4 * ps)), [&](int64_t p0, int64_t p1) {
+          for (int64_t p = p0; p < p1; ++p) {
+            const int64_t t = geo.segment(p);
+            const scalar_t* f = pf + p * ps;
+            for (int dir = 0; dir < 2; ++dir) {
+              // Forward: next segment's aligned minus this one's feat; backward: previous one's.
+              const bool valid = dir == 0 ? t + 1 < geo.T : t >= 1;
+              const scalar_t* a = pa + p * ps + (dir == 0 ? fs : -fs);
+              scalar_t* d = pd[dir] + p * ps;
+              scalar_t* o = pp[dir] + p * pps;
+              if (!valid) {
+                std::fill(d, d + ps, static_cast<scalar_t>(0));
+                std::fill(o, o + pps, static_cast<scalar_t>(0));
+                continue;
               }
+              if constexpr (std::is_same_v<scalar_t, A>) {
+                sub_row(a, f, d, ps);
+              } else {
+                for (int64_t i = 0; i < ps; ++i)
+                  d[i] = static_cast<scalar_t>(static_cast<A>(a[i]) - static_cast<A>(f[i]));
+              }
+              // Pool the rounded differences, as the reference pools its stored tensor.
+              for (int64_t oh = 0; oh < Ho; ++oh) {
+                const scalar_t* r0 = d + (2 * oh) * Wd * V;
+                const scalar_t* r1 = r0 + Wd * V;
+                scalar_t* orow = o + oh * Wo * V;
+                if constexpr (std::is_same_v<scalar_t, A>) {
+                  if (V == 1) {
+                    pool2_row(r0, r1, orow, Wo);
+                    continue;
+                  }
+                }
+                for (int64_t ow = 0; ow < Wo; ++ow)
+                  for (int64_t v = 0; v < V; ++v) {
+                    const int64_t i = 2 * ow * V + v;
+                    const A s = static_cast<A>(r0[i]) + static_cast<A>(r0[i + V]) +
+                                static_cast<A>(r1[i]) + static_cast<A>(r1[i + V]);
+                    orow[ow * V + v] = static_cast<scalar_t>(s / A(4));
+                  }
+              }
+            }
           }
-        }
-      }
-    });
+        });
   });
   return {diff, pooled};
 }
@@ -307,50 +346,58 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cpu(const at::Ten
     const int64_t ps = geo.plane_size(), pps = geo.pooled_size();
     const int64_t V = geo.V, W = geo.W, Wo = geo.Wo, Ho = geo.Ho, T = geo.T;
     const int64_t ppf = geo.planes_per_frame;
-    at::parallel_for(0, geo.planes, std::max<int64_t>(1, kGrain / (4 * ps)),
-                     [&](int64_t p0, int64_t p1) {
-                       // Planes of the total gradient reaching diff[dir]: its own gradient plus the
-                       // pooled gradient spread over each 2x2 window (/4); zeros where the
-                       // difference is padding.
-                       std::vector<A> planes_buf(static_cast<size_t>(6 * ps));
-                       A *f_here = planes_buf.data(), *b_here = f_here + ps, *f_prev = b_here + ps,
-                         *b_next = f_prev + ps, *o_fe = b_next + ps, *o_al = o_fe + ps;
-                       auto total_plane = [&](int dir, int64_t q, bool valid, A* buf) {
-                         if (!valid) {
-                           std::fill(buf, buf + ps, A(0));
-                           return;
-                         }
-                         const scalar_t* d = pd[dir] + q * ps;
-                         for (int64_t i = 0; i < ps; ++i) buf[i] = static_cast<A>(d[i]);
-                         const scalar_t* pq = pp[dir] + q * pps;
-                         for (int64_t oh = 0; oh < Ho; ++oh)
-                           for (int64_t ow = 0; ow < Wo; ++ow) {
-                             A* top = buf + ((2 * oh) * W + 2 * ow) * V;
-                             A* bottom = top + W * V;
-                             const scalar_t* src = pq + (oh * Wo + ow) * V;
-                             for (int64_t v = 0; v < V; ++v) {
-                               const A share = static_cast<A>(src[v]) / A(4);
-                               top[v] += share;
-                               top[V + v] += share;
-                               bottom[v] += share;
-                               bottom[V + v] += share;
-                             }
-                           }
-                       };
-                       for (int64_t p = p0; p < p1; ++p) {
-                         const int64_t t = geo.segment(p);
-                         const bool has_next = t + 1 < T, has_prev = t >= 1;
-                         total_plane(0, p, has_next, f_here);        // diff_fwd[t] = a[t+1] - f[t]
-                         total_plane(1, p, has_prev, b_here);        // diff_bwd[t] = a[t-1] - f[t]
-                         total_plane(0, p - ppf, has_prev, f_prev);  // a[t] feeds diff_fwd[t-1]
-                         total_plane(1, p + ppf, has_next, b_next);  // a[t] feeds diff_bwd[t+1]
-                         A* fe = out_acc(pfe + p * ps, o_fe);
-                         A* al = out_acc(pal + p * ps, o_al);
-                         segment_grads_row(f_here, b_here, f_prev, b_next, fe, al, ps);
-                         store_acc(pfe + p * ps, fe, ps);
-                         store_acc(pal + p * ps, al, ps);
-                       }
-                     });
+    at::parallel_for(
+        0, geo.planes, std::max<int64_t>(1, kGrain / (4 * ps)), [&](int64_t p0, int64_t p1) {
+          // Planes of the total gradient reaching diff[dir]: its own gradient plus the
+          // pooled gradient spread over each 2x2 window (/4); zeros where the
+          // difference is padding.
+          std::vector<A> planes_buf(static_cast<size_t>(6 * ps));
+          A *f_here = planes_buf.data(), *b_here = f_here + ps, *f_prev = b_here + ps,
+            *b_next = f_prev + ps, *o_fe = b_next + ps, *o_al = o_fe + ps;
+          auto total_plane = [&](int dir, int64_t q, bool valid, A* buf) {
+            if (!valid) {
+              std::fill(buf, buf + ps, A(0));
+              return;
+            }
+            const scalar_t* d = pd[dir] + q * ps;
+            for (int64_t i = 0; i < ps; ++i) buf[i] = static_cast<A>(d[i]);
+            const scalar_t* pq = pp[dir] + q * pps;
+            for (int64_t oh = 0; oh < Ho; ++oh) {
+              A* top = buf + (2 * oh) * W * V;
+              if constexpr (std::is_same_v<scalar_t, A>) {
+                if (V == 1) {
+                  spread_pool2_row(reinterpret_cast<const A*>(pq + oh * Wo), top, top + W, Wo);
+                  continue;
+                }
+              }
+              for (int64_t ow = 0; ow < Wo; ++ow) {
+                A* t0 = top + 2 * ow * V;
+                A* t1 = t0 + W * V;
+                const scalar_t* src = pq + (oh * Wo + ow) * V;
+                for (int64_t v = 0; v < V; ++v) {
+                  const A share = static_cast<A>(src[v]) / A(4);
+                  t0[v] += share;
+                  t0[V + v] += share;
+                  t1[v] += share;
+                  t1[V + v] += share;
+                }
+              }
+            }
+          };
+          for (int64_t p = p0; p < p1; ++p) {
+            const int64_t t = geo.segment(p);
+            const bool has_next = t + 1 < T, has_prev = t >= 1;
+            total_plane(0, p, has_next, f_here);        // diff_fwd[t] = a[t+1] - f[t]
+            total_plane(1, p, has_prev, b_here);        // diff_bwd[t] = a[t-1] - f[t]
+            total_plane(0, p - ppf, has_prev, f_prev);  // a[t] feeds diff_fwd[t-1]
+            total_plane(1, p + ppf, has_next, b_next);  // a[t] feeds diff_bwd[t+1]
+            A* fe = out_acc(pfe + p * ps, o_fe);
+            A* al = out_acc(pal + p * ps, o_al);
+            segment_grads_row(f_here, b_here, f_prev, b_next, fe, al, ps);
+            store_acc(pfe + p * ps, fe, ps);
+            store_acc(pal + p * ps, al, ps);
+          }
+        });
   });
   return {g_feat, g_aligned};
 }
