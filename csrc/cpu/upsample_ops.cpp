@@ -45,6 +45,14 @@ TDN_VECTORIZE void scale_row(const A* __restrict__ g, A* __restrict__ out, int64
   for (int64_t i = 0; i < n; ++i) out[i] = s * g[i];
 }
 
+template <typename A>
+TDN_VECTORIZE void duplicate_row(const A* __restrict__ src, A* __restrict__ dst, int64_t w) {
+  for (int64_t j = 0; j < w; ++j) {
+    dst[2 * j] = src[j];
+    dst[2 * j + 1] = src[j];
+  }
+}
+
 // acc[j] += s*g[2j], then += s*g[2j+1]: the upsample backward's order for a doubled width.
 template <typename A>
 TDN_VECTORIZE void pair_accumulate_row(const A* __restrict__ g, A s, A* __restrict__ acc,
@@ -68,6 +76,7 @@ void upsample_combine(const UpsampleGeometry& geo, const scalar_t* a, const scal
   using A = acc_t<scalar_t>;
   const auto rmap = nearest_map(geo.h, geo.H), cmap = nearest_map(geo.w, geo.W);
   const int64_t n = geo.W * geo.V, V = geo.V;
+  const bool doubled = V == 1 && geo.W == 2 * geo.w;
   const int64_t rows_per_block = std::max<int64_t>(1, kBlock / n);
   const int64_t blocks_per_plane = (geo.H + rows_per_block - 1) / rows_per_block;
   const int64_t cap = rows_per_block * n;
@@ -87,6 +96,12 @@ void upsample_combine(const UpsampleGeometry& geo, const scalar_t* a, const scal
               continue;
             }
             const scalar_t* srow = small + (plane * geo.h + rmap[y]) * geo.w * V;
+            if constexpr (std::is_same_v<scalar_t, A>) {
+              if (doubled) {  // contiguous, exactly doubled width: each value twice
+                duplicate_row(reinterpret_cast<const A*>(srow), dst, geo.w);
+                continue;
+              }
+            }
             for (int64_t x = 0; x < geo.W; ++x)
               for (int64_t v = 0; v < V; ++v)
                 dst[x * V + v] = static_cast<A>(srow[cmap[x] * V + v]);
