@@ -98,6 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where results and plots go (default: benchmarks/results)")
     parser.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="run the whole-model section (all three models and the input) in "
+                             "channels_last instead of the contiguous layout")
     parser.add_argument("--note", default="", help="free text stored with the run")
     args = parser.parse_args(argv)
 
@@ -176,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     res = results.Results(env)
     ctx = RunContext(device=args.device, profile=profile, dtypes=args.dtypes,
                      segments=args.segments, results=res, fused_backends=chosen,
-                     rotate_cap_bytes=int(args.rotate_mb * 2**20))
+                     rotate_cap_bytes=int(args.rotate_mb * 2**20),
+                     channels_last=args.channels_last)
 
     print(f"bench_tdm: {env['device_name']} | torch {env['torch']} | commit {env['commit']} | "
           f"size {profile.name} | sections {','.join(args.sections)} | dtypes "

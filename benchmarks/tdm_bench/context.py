@@ -25,6 +25,7 @@ class RunContext:
     results: Results
     fused_backends: list[str]
     rotate_cap_bytes: int
+    channels_last: bool = False             # whole-model section in channels_last
     copy_bandwidth: float | None = None     # bytes/s, measured once per run
     progress: object = None                 # a tqdm bar (or None)
     messages: list[str] = field(default_factory=list)

@@ -92,8 +92,10 @@ def planned_steps(ctx) -> int:
 
 def run(ctx) -> None:
     geo = ctx.profile.model_geometry(ctx.device, ctx.segments)
+    layout = "channels_last" if ctx.channels_last else "contiguous"
     ctx.log(f"[model] {geo.describe()}"
             + ("" if geo.videos == 8 else " (scaled down from 8 videos for this device)")
+            + f"; layout {layout}"
             + f"; peak memory: {memory.METHOD[ctx.device.type]}")
     torch.manual_seed(0)
     models: dict[tuple[str, str], torch.nn.Module] = {}
@@ -104,6 +106,8 @@ def run(ctx) -> None:
             models[(name, impl)] = build(name, impl, geo.segments, ctx.device)
         except Exception as exc:  # noqa: BLE001 - reported in the variant's rows
             build_errors[(name, impl)] = f"build: {type(exc).__name__}: {exc}"
+    if ctx.channels_last:
+        models = {k: m.to(memory_format=torch.channels_last) for k, m in models.items()}
     ref, fused = models.get(("tdn_resnet50", "reference")), models.get(("tdn_resnet50", "fused"))
     if ref is not None and fused is not None:
         fused.load_state_dict(ref.state_dict())          # same weights, two backends
@@ -120,6 +124,8 @@ def run(ctx) -> None:
                 f"{gmacs['tdn_resnet50'] / gmacs['tsn_resnet50']:.3f}")
 
     batch = make_batch(geo, ctx.device)
+    if ctx.channels_last:
+        batch = (batch[0].contiguous(memory_format=torch.channels_last), batch[1])
     for dtype in ctx.dtypes:
         for pass_name in PASSES:
             errors = dict(build_errors)
@@ -143,7 +149,7 @@ def run(ctx) -> None:
                            videos=geo.videos, segments=geo.segments, resolution=geo.resolution,
                            shape=f"{geo.videos}x{geo.segments * 15}x{geo.resolution}x"
                                  f"{geo.resolution}",
-                           gmacs=gmacs.get(name), throughput_unit="clips/s",
+                           gmacs=gmacs.get(name), throughput_unit="clips/s", layout=layout,
                            **{"pass": pass_name})
                 timing, peak = timings.get((name, impl)), peaks.get((name, impl))
                 if timing is None:

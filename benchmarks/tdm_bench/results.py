@@ -26,7 +26,7 @@ import torch
 
 COLUMNS = (
     "run_id", "date", "commit", "device", "device_name", "torch", "profile",
-    "section", "name", "site", "impl", "pass", "dtype", "shape",
+    "section", "name", "site", "impl", "pass", "dtype", "shape", "layout",
     "videos", "segments", "resolution",
     "median_ms", "q20_ms", "q80_ms", "min_ms", "reps",
     "bytes", "gbps", "copy_bw_pct", "gmacs",
