@@ -4,9 +4,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 
 from .blocks import BasicBlock, Bottleneck, TDNBasicBlock, TDNBottleneck, downsample
+
+
+class StemMaxPool(nn.MaxPool2d):
+    """The stem's ``MaxPool2d(3, stride=2, padding=1)``, pooling contiguous CPU maps in
+    channels_last.
+
+    PyTorch's CPU max pooling is an order of magnitude slower on contiguous maps than on
+    channels_last ones (20.4 ms against 1.7 ms for a (8, 64, 112, 112) map on the 2-core
+    benchmark machine, 5.7 ms with both layout conversions). A maximum is exact, so values and
+    gradients are the same; the output keeps the input's layout. The ``reference`` TDN model
+    keeps the authors' plain ``nn.MaxPool2d``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(kernel_size=3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous()
+                and not x.is_contiguous(memory_format=torch.channels_last)):
+            pooled = super().forward(x.contiguous(memory_format=torch.channels_last))
+            return pooled.contiguous()
+        return super().forward(x)
+
+
+def stem_max_pool(authors: bool = False) -> nn.MaxPool2d:
+    """The stem's 3x3/2 max pool: the authors' ``nn.MaxPool2d``, or :class:`StemMaxPool`."""
+    return nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if authors else StemMaxPool()
 
 
 @dataclass(frozen=True)

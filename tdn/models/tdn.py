@@ -16,7 +16,8 @@ import torch.nn as nn
 from tdn_ops.nn import FrameDifferencePool, LateralFusion
 
 from .inputs import SNIPPET_CHANNELS, centre_frames, segment_consensus, snippets
-from .resnet import RESNETS, STAGE_PLANES, STAGE_STRIDES, ResNetSpec, init_weights, make_stage
+from .resnet import (RESNETS, STAGE_PLANES, STAGE_STRIDES, ResNetSpec, init_weights, make_stage,
+                     stem_max_pool)
 
 # Smallest frame size at which every L-TDM still sees at least 2x2 features (layer4 is H/32,
 # rounded up) so its 2x2 pooling branch is defined.
@@ -42,7 +43,8 @@ class TDNBackbone(nn.Module):
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=True)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        # The authors' max pool on the reference path; the faster, exact one otherwise.
+        self.maxpool = stem_max_pool(authors=backend == "reference")
         # S-TDM: frame differences -> conv1_5 stem -> its own copy of layer1.
         self.frame_diff = FrameDifferencePool(frames=5, kernel_size=2, backend=backend)
         self.conv1_5 = nn.Sequential(
@@ -50,7 +52,7 @@ class TDNBackbone(nn.Module):
             nn.BatchNorm2d(64),
             nn.ReLU(inplace=True),
         )
-        self.maxpool_diff = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.maxpool_diff = stem_max_pool(authors=backend == "reference")
         self.fuse = LateralFusion(alpha, beta, backend=backend)
 
         stages = []

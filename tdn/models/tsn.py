@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 
 from .inputs import centre_frames, segment_consensus, snippets
-from .resnet import RESNETS, STAGE_PLANES, STAGE_STRIDES, ResNetSpec, init_weights, make_stage
+from .resnet import (RESNETS, STAGE_PLANES, STAGE_STRIDES, ResNetSpec, init_weights, make_stage,
+                     stem_max_pool)
 from .tdn import check_head_args, init_classifier
 
 
@@ -25,7 +26,7 @@ class ResNetBackbone(nn.Module):
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.maxpool = stem_max_pool()
         stages = []
         inplanes = 64
         for planes, stride, count in zip(STAGE_PLANES, STAGE_STRIDES, spec.blocks_per_stage):
