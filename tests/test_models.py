@@ -196,3 +196,20 @@ def test_torch_compile_fullgraph_matches_eager():
     clip = _clip(n=2)
     with torch.no_grad():
         torch.testing.assert_close(compiled(clip), model(clip), rtol=1e-5, atol=1e-6)
+
+
+def test_stem_max_pool_is_exact_in_both_layouts():
+    from tdn.models.resnet import StemMaxPool
+
+    x = torch.randn(2, 8, 15, 13)
+    plain = torch.nn.MaxPool2d(3, 2, 1)
+    with torch.no_grad():
+        fast = StemMaxPool()(x)
+        assert torch.equal(fast, plain(x)) and fast.is_contiguous()
+        cl = StemMaxPool()(x.contiguous(memory_format=torch.channels_last))
+        assert torch.equal(cl, plain(x))
+    xg = x.clone().requires_grad_()
+    StemMaxPool()(xg).sum().backward()
+    xr = x.clone().requires_grad_()
+    plain(xr).sum().backward()
+    assert torch.equal(xg.grad, xr.grad)
