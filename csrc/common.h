@@ -61,6 +61,19 @@ inline std::vector<int64_t> nearest_inverse(int64_t in_size, int64_t out_size) {
   return begin;
 }
 
+// (..., c, H, W) seen as the (B, c, H, W) tensor the kernels work on (a view when possible).
+inline at::Tensor flatten_leading(const at::Tensor& t) {
+  return t.reshape({-1, t.size(-3), t.size(-2), t.size(-1)});
+}
+
+// `sizes` with the last two (spatial) dims replaced by h x w.
+inline std::vector<int64_t> with_spatial(at::IntArrayRef sizes, int64_t h, int64_t w) {
+  auto out = sizes.vec();
+  out[out.size() - 2] = h;
+  out[out.size() - 1] = w;
+  return out;
+}
+
 inline void check_floating(const at::Tensor& t, const char* name) {
   TORCH_CHECK(at::isFloatingType(t.scalar_type()), name, " must be a floating-point tensor, got ",
               t.scalar_type());

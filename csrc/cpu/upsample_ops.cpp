@@ -178,11 +178,11 @@ at::Tensor multiscale_sum_cpu(const at::Tensor& diff_in, const at::Tensor& poole
   check_multiscale_sum(diff_in, pooled_in, full_in);
   const int64_t C = diff_in.size(-3), H = diff_in.size(-2), W = diff_in.size(-1);
   const int64_t h = pooled_in.size(-2), w = pooled_in.size(-1);
-  const auto d4 = diff_in.reshape({-1, C, H, W});
+  const auto d4 = flatten_leading(diff_in);
   const auto fmt = layout_of(d4);
   const auto d = d4.contiguous(fmt);
-  const auto f = full_in.reshape({-1, C, H, W}).contiguous(fmt);
-  const auto p = pooled_in.reshape({-1, C, h, w}).contiguous(fmt);
+  const auto f = flatten_leading(full_in).contiguous(fmt);
+  const auto p = flatten_leading(pooled_in).contiguous(fmt);
   auto out = empty_4d(d, d.sizes(), fmt);
   if (out.numel() > 0) {
     const UpsampleGeometry geo(d.size(0), C, H, W, h, w, fmt);
@@ -202,7 +202,7 @@ std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cpu(const at::Tensor&
                                                                int64_t w) {
   check_upsample_backward(g_in, h, w, /*four_d=*/false);
   const int64_t C = g_in.size(-3), H = g_in.size(-2), W = g_in.size(-1);
-  const auto g4 = g_in.reshape({-1, C, H, W});
+  const auto g4 = flatten_leading(g_in);
   const auto fmt = layout_of(g4);
   const auto g = g4.contiguous(fmt);
   auto g_third = empty_4d(g, g.sizes(), fmt);
@@ -216,10 +216,7 @@ std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cpu(const at::Tensor&
   } else if (g_pooled.numel() > 0) {
     g_pooled.zero_();
   }
-  auto lead = g_in.sizes().vec();
-  lead[lead.size() - 2] = h;
-  lead[lead.size() - 1] = w;
-  return {g_third.view(g_in.sizes()), g_pooled.view(lead)};
+  return {g_third.view(g_in.sizes()), g_pooled.view(with_spatial(g_in.sizes(), h, w))};
 }
 
 // ---------------------------------------------------------------------------------------
