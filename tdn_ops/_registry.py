@@ -33,9 +33,18 @@ def register_operator(
     torch.library.register_autograd(f"tdn_ops::{name}", backward, setup_context=setup_context)
 
 
+_NATIVE_OPS: dict[str, torch._ops.OpOverload] = {}
+
+
 def native_op(name: str):
-    """``torch.ops.tdn_ops.<name>`` (looked up at call time: the extension may be missing)."""
-    return getattr(torch.ops.tdn_ops, name).default
+    """``torch.ops.tdn_ops.<name>``, looked up on first use (the extension may be missing) and
+    then kept, since operators sit on hot paths. torch.compile traces the plain lookup."""
+    if torch.compiler.is_compiling():
+        return getattr(torch.ops.tdn_ops, name).default
+    op = _NATIVE_OPS.get(name)
+    if op is None:
+        op = _NATIVE_OPS[name] = getattr(torch.ops.tdn_ops, name).default
+    return op
 
 
 def function_class(class_name: str, op_name: str, setup_context: Callable,
