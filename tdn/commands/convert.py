@@ -16,12 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+from tdn.engine.cli_support import positive_int
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,7 +25,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", metavar="IN", help="authors' checkpoint (.pth / .pth.tar)")
     parser.add_argument("output", metavar="OUT", help="where to write (.safetensors)")
-    parser.add_argument("--segments", type=_positive_int, default=None,
+    parser.add_argument("--segments", type=positive_int, default=None,
                         help="T the model was trained with (default 8; not stored in the "
                              "authors' files)")
     parser.add_argument("--arch", default=None,

@@ -13,12 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+from tdn.engine.cli_support import positive_int
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -27,10 +22,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="tdn_resnet50", help="model name (tdn list: "
                         "tdn_resnet18/34/50/101, tsn_resnet18/34/50/101)")
-    parser.add_argument("--segments", type=_positive_int, default=8, help="T (default 8)")
-    parser.add_argument("--size", type=_positive_int, default=224,
+    parser.add_argument("--segments", type=positive_int, default=8, help="T (default 8)")
+    parser.add_argument("--size", type=positive_int, default=224,
                         help="frame height and width (default 224)")
-    parser.add_argument("--num-classes", type=_positive_int, default=174,
+    parser.add_argument("--num-classes", type=positive_int, default=174,
                         help="classifier width (default 174)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.set_defaults(func=run)
