@@ -1,7 +1,7 @@
 """tdn_ops: fused operators for Temporal Difference Networks (TDN, CVPR 2021).
 
 Seven operators replace the chains of small PyTorch ops in TDN's short- and long-term temporal
-difference modules (see SPEC §6 and README):
+difference modules (see docs/math.md §6, docs/design.md and README):
 
 >>> import torch, tdn_ops
 >>> x = torch.randn(16, 64, 14, 14)                       # N*T = 2 videos x 8 segments
@@ -13,8 +13,9 @@ Each takes ``backend=`` ("auto", "reference", "cpu", "cuda", "triton"); see
 """
 
 from . import reference
-from ._dispatch import BACKENDS, OPERATORS, available_backends
+from ._dispatch import BACKENDS, available_backends
 from ._extension import NATIVE_AVAILABLE
+from ._operators import OPERATORS
 from .ops.bidirectional_excitation import (BidirectionalExcitationFunction,
                                            bidirectional_excitation)
 from .ops.cross_segment_diff import CrossSegmentDiffFunction, cross_segment_diff

@@ -1,6 +1,7 @@
-"""Choosing the implementation (backend) an operator call runs on.
+"""Dispatch: which implementation (backend) an operator call runs on, and the call itself.
 
-``backend="auto"`` (the default) picks per operator and device:
+Every public operator ends in :func:`call`: cast under autocast, check the arguments, resolve
+the backend and run it. ``backend="auto"`` (the default) picks per operator and device:
 
 * CPU tensors: the C++ kernels (``"cpu"``) when the extension is built, else ``"reference"``.
 * CUDA tensors: the order in :data:`CUDA_PREFERENCE`, the first one that is available.
@@ -9,25 +10,33 @@
 The environment variable ``TDN_OPS_BACKEND`` overrides ``"auto"`` (it is a preference: where
 the named backend cannot run on the tensors' device, ``"auto"`` is used). An explicit
 ``backend=`` argument is a demand: it raises if that backend cannot run the call.
+
+Within the ``"triton"`` backend, :mod:`tdn_ops.triton` itself picks its path per call (a
+``triton_op`` on CUDA tensors, a plain autograd Function under the interpreter).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 
 import torch
 
-from . import reference as _reference
 from ._extension import NATIVE_AVAILABLE, NATIVE_IMPORT_ERROR, has_native_kernel
+from ._operators import OPERATORS
+
+__all__ = ["BACKENDS", "CUDA_PREFERENCE", "OPERATORS", "available_backends", "call",
+           "native_op", "resolve_backend", "run", "triton_available"]
 
 BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
-# The seven fused operators: every one has a reference of the same name.
-OPERATORS = tuple(_reference.__all__)
 
 # Fastest first, per operator, on CUDA devices. Filled from benchmarks/results/ once the GPU
 # benchmarks have run (see README, "Backends"); until then the CUDA C++ kernels come first.
 CUDA_PREFERENCE: dict[str, tuple[str, ...]] = {op: ("cuda", "triton") for op in OPERATORS}
 
+
+# ------------------------------------------------------------------------------ resolution
 
 def triton_available(device: torch.device) -> bool:
     """Triton kernels run on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1``."""
@@ -61,7 +70,7 @@ def _auto(op_name: str, device: torch.device) -> str:
 
 
 def resolve_backend(op_name: str, backend: str | None, device: torch.device) -> str:
-    """The concrete backend (never ``"auto"``) that runs ``op_name`` on ``device``."""
+    """The concrete operator backend (never ``"auto"``) that runs ``op_name`` on ``device``."""
     if backend is None:
         backend = "auto"
     if backend not in BACKENDS:
@@ -92,14 +101,73 @@ def available_backends(device: str | torch.device = "cpu") -> list[str]:
     return [b for b in BACKENDS[1:] if all(_available(b, op, device) for op in OPERATORS)]
 
 
-def autocast_inputs(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+@functools.lru_cache(maxsize=256)
+def _resolve_cached(name: str, backend: str | None, device_type: str, preference: str | None,
+                    interpret: str | None) -> str:
+    return resolve_backend(name, backend, torch.device(device_type))
+
+
+@torch.compiler.assume_constant_result
+def _resolve(name: str, backend: str | None, device_type: str) -> str:
+    # Under torch.compile the choice is made once, while tracing, and baked into the graph:
+    # the lookups behind it (environment, dispatcher tables) are not traceable. Eagerly it is
+    # cached per (operator, backend, device, environment): operators sit on hot paths.
+    return _resolve_cached(name, backend, device_type, os.environ.get("TDN_OPS_BACKEND"),
+                           os.environ.get("TRITON_INTERPRET"))
+
+
+# ------------------------------------------------------------------------------- the call
+
+_NATIVE_OPS: dict[str, torch._ops.OpOverload] = {}
+
+
+def native_op(name: str):
+    """``torch.ops.tdn_ops.<name>``, looked up on first use (the extension may be missing) and
+    then kept, since operators sit on hot paths. torch.compile traces the plain lookup."""
+    if torch.compiler.is_compiling():
+        return getattr(torch.ops.tdn_ops, name).default
+    op = _NATIVE_OPS.get(name)
+    if op is None:
+        op = _NATIVE_OPS[name] = getattr(torch.ops.tdn_ops, name).default
+    return op
+
+
+def run(name: str, backend: str | None, device: torch.device, args: tuple):
+    """Call operator ``name`` with already checked ``args`` on the backend resolved for
+    ``device``."""
+    impl = _resolve(name, backend, device.type)
+    if impl == "reference":
+        from . import reference
+
+        return getattr(reference, name)(*args)
+    if impl == "triton":
+        from . import triton
+
+        return getattr(triton, name)(*args)
+    return native_op(name)(*args)
+
+
+def autocast_inputs(*args):
     """Under ``torch.autocast``, run in the autocast dtype, like the convolutions around us.
 
-    Every floating-point input is cast to the autocast dtype of the inputs' device; outside
-    autocast the tensors are returned unchanged (and must already share one dtype).
+    Every floating-point tensor is cast to the autocast dtype of the first tensor's device;
+    scalars, and everything outside autocast, are returned unchanged (tensors must then already
+    share one dtype).
     """
-    device_type = tensors[0].device.type
+    first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+    if first is None:
+        return args
+    device_type = first.device.type
     if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
-        return tensors
+        return args
     dtype = torch.get_autocast_dtype(device_type)
-    return tuple(t.to(dtype) if t.is_floating_point() else t for t in tensors)
+    return tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                 for a in args)
+
+
+def call(name: str, backend: str | None, check: Callable[..., None], *args):
+    """The body of every public operator: autocast, ``check(*args)``, then :func:`run` on the
+    device of the first argument (every operator's primary tensor)."""
+    args = autocast_inputs(*args)
+    check(*args)
+    return run(name, backend, args[0].device, args)

@@ -1,11 +1,11 @@
 """Drop-in TDN layers built on the fused operators.
 
-* :class:`LongTermTDM` - L-TDM (SPEC §4): cross-segment differences that excite the features.
-* :class:`TemporalShift` - the learnable temporal shift (SPEC §5).
+* :class:`LongTermTDM` - L-TDM (docs/math.md §4): cross-segment differences that excite the features.
+* :class:`TemporalShift` - the learnable temporal shift (docs/math.md §5).
 * :func:`long_term_tdm_shift` - L-TDM followed by the shift, fused so that the excited tensor is
   never written to memory (``tdn_ops.excite_shift``). This is what a TDN bottleneck calls.
 * :class:`FrameDifferencePool` and :class:`LateralFusion` - the two parameter-free pieces of the
-  S-TDM (SPEC §2): the frame-difference input and the lateral connection into the RGB path.
+  S-TDM (docs/math.md §2): the frame-difference input and the lateral connection into the RGB path.
 
 Every layer takes ``backend=``: ``None`` or ``"auto"`` lets :mod:`tdn_ops` choose per device,
 a concrete name (``"cpu"``, ``"cuda"``, ``"triton"``) demands that backend, and
@@ -83,7 +83,7 @@ def _check_features(name: str, x: torch.Tensor, channels: int, num_segments: int
 
 
 class LongTermTDM(nn.Module):
-    """Long-term temporal difference module (L-TDM, SPEC §4).
+    """Long-term temporal difference module (L-TDM, docs/math.md §4).
 
     Input ``x``: (N*T, C, H, W), the T segments of each video consecutive. ``forward`` returns
     ``x * (0.5 + 0.5*sigmoid(y_fwd) + 0.5*sigmoid(y_bwd))``; :meth:`excitation_logits` returns
@@ -127,14 +127,14 @@ class LongTermTDM(nn.Module):
                 f"backend={self.backend!r}")
 
     def _per_direction_bn(self, bn: nn.BatchNorm2d, both: torch.Tensor) -> torch.Tensor:
-        """``bn`` on a (2*NT, ...) batch of [forward; backward] features, per SPEC §4."""
+        """``bn`` on a (2*NT, ...) batch of [forward; backward] features (docs/math.md §4)."""
         if not self.training:
             return bn(both)
         fwd, bwd = both.chunk(2)
         return torch.cat([bn(fwd), bn(bwd)])
 
     def excitation_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(y_fwd, y_bwd)``, each (N*T, C, H, W): the pre-sigmoid excitations of SPEC §4."""
+        """``(y_fwd, y_bwd)``, each (N*T, C, H, W): the pre-sigmoid excitations of docs/math.md §4."""
         _check_features("LongTermTDM", x, self.channels, self.num_segments)
         if self.backend == "reference":
             return self._reference_logits(x)
@@ -187,7 +187,7 @@ class LongTermTDM(nn.Module):
 
 
 class TemporalShift(nn.Module):
-    """Learnable temporal shift (SPEC §5): a depthwise kernel-3 convolution over segments.
+    """Learnable temporal shift (docs/math.md §5): a depthwise kernel-3 convolution over segments.
 
     The weight lives in a ``conv`` submodule (``nn.Conv1d(C, C, 3, groups=C, bias=False)``, as
     in the authors' ShiftModule) so that its state-dict key is ``conv.weight``, shape (C, 1, 3).
@@ -250,7 +250,7 @@ def long_term_tdm_shift(ltdm: LongTermTDM, shift: TemporalShift, x: torch.Tensor
 
 
 class FrameDifferencePool(nn.Module):
-    """S-TDM input (SPEC §2 step 1): differences of consecutive frames, 2x2 average-pooled.
+    """S-TDM input (docs/math.md §2 step 1): differences of consecutive frames, 2x2 average-pooled.
 
     ``x``: (B, frames*3, H, W) snippets -> (B, (frames-1)*3, H//k, W//k). Parameter-free.
     """
@@ -273,7 +273,7 @@ class FrameDifferencePool(nn.Module):
 
 
 class LateralFusion(nn.Module):
-    """S-TDM lateral connection (SPEC §2 step 4): ``alpha*x + beta*up(d, like=x)``.
+    """S-TDM lateral connection (docs/math.md §2 step 4): ``alpha*x + beta*up(d, like=x)``.
 
     ``d`` (motion features, any spatial size) is nearest-upsampled to ``x``'s size. TDN uses
     ``(alpha, beta) = (0.5, 0.5)`` with 8 segments and ``(0.75, 0.25)`` otherwise.

@@ -1,9 +1,9 @@
 """Plain-PyTorch references for every fused operator.
 
-Each function follows the code path of the authors' TDN modules (SPEC §2, §4, §5): the same
-sequence of small ops, in the same order, so that it reproduces their numerics. They are the
-ground truth for tests and the baseline for benchmarks, and the ``"reference"`` backend of the
-public operators. Autograd comes from PyTorch itself, so they also provide double backward.
+Each function follows the code path of the authors' TDN modules (docs/math.md §2, §4, §5):
+the same sequence of small ops, in the same order, so that it reproduces their numerics. They
+are the ground truth for tests and the baseline for benchmarks, and the ``"reference"`` backend
+of the public operators. Autograd comes from PyTorch itself, so they also provide double backward.
 
 No argument checking happens here: the public operators in :mod:`tdn_ops` validate first.
 """
@@ -13,15 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "temporal_diff_pool",
-    "cross_segment_diff",
-    "multiscale_sum",
-    "bidirectional_excitation",
-    "temporal_shift_conv",
-    "excite_shift",
-    "lateral_fuse",
-]
+from ._operators import OPERATORS
+
+__all__ = list(OPERATORS)
 
 
 def temporal_diff_pool(x: torch.Tensor, frames: int = 5, kernel_size: int = 2) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """bidirectional_excitation: ``x * (0.5 + 0.5*sigmoid(y_fwd) + 0.5*sigmoid(y_bwd))``.
 
-The L-TDM output (SPEC §4): two sigmoids, subtractions, products and a sum in one pass.
+The L-TDM output (docs/math.md §4): two sigmoids, subtractions, products and a sum in one pass.
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 
 from .. import _checks as check
-from .._dispatch import autocast_inputs
+from .._dispatch import call, native_op
 from .._layout import empty_like_layout
-from .._registry import function_class, native_op, register_operator, run
+from .._registry import register_operator
 
 NAME = "bidirectional_excitation"
 
@@ -40,12 +40,9 @@ def _backward(ctx, grad_out):
     return native_op(NAME + "_backward")(grad_out, x, y_fwd, y_bwd)
 
 
-register_operator(NAME, fake=_fake, backward_fake=_backward_fake,
-                  setup_context=_setup_context, backward=_backward)
-
-BidirectionalExcitationFunction = function_class(
-    "BidirectionalExcitationFunction", NAME, _setup_context, _backward,
-    "autograd.Function form of :func:`bidirectional_excitation` (native kernels).")
+BidirectionalExcitationFunction = register_operator(
+    NAME, fake=_fake, backward_fake=_backward_fake, setup_context=_setup_context,
+    backward=_backward)
 
 
 def bidirectional_excitation(x: torch.Tensor, y_fwd: torch.Tensor, y_bwd: torch.Tensor, *,
@@ -55,6 +52,4 @@ def bidirectional_excitation(x: torch.Tensor, y_fwd: torch.Tensor, y_bwd: torch.
     ``x``, ``y_fwd`` and ``y_bwd`` share one shape (``(N*T, C, H, W)`` in TDN); the result has
     that shape and ``x``'s memory format. Gradients flow to all three.
     """
-    x, y_fwd, y_bwd = autocast_inputs(x, y_fwd, y_bwd)
-    _check(x, y_fwd, y_bwd)
-    return run(NAME, backend, x.device, (x, y_fwd, y_bwd))
+    return call(NAME, backend, _check, x, y_fwd, y_bwd)

@@ -1,5 +1,5 @@
 """cross_segment_diff: L-TDM's forward and backward differences between segments, and their
-2x2 average pools, in one pass (SPEC §4).
+2x2 average pools, in one pass (docs/math.md §4).
 
 ``diff[0][n, t] = aligned[n, t+1] - feat[n, t]`` (zero for the last segment) and
 ``diff[1][n, t] = aligned[n, t-1] - feat[n, t]`` (zero for the first), with (N*T, ...) viewed
@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 from .. import _checks as check
-from .._dispatch import autocast_inputs
+from .._dispatch import call, native_op
 from .._layout import empty_like_layout, empty_stacked_like_layout
-from .._registry import function_class, native_op, register_operator, run
+from .._registry import register_operator
 
 NAME = "cross_segment_diff"
 
@@ -50,12 +50,9 @@ def _backward(ctx, grad_diff, grad_pooled):
     return grad_feat, grad_aligned, None
 
 
-register_operator(NAME, fake=_fake, backward_fake=_backward_fake,
-                  setup_context=_setup_context, backward=_backward)
-
-CrossSegmentDiffFunction = function_class(
-    "CrossSegmentDiffFunction", NAME, _setup_context, _backward,
-    "autograd.Function form of :func:`cross_segment_diff` (native kernels).")
+CrossSegmentDiffFunction = register_operator(
+    NAME, fake=_fake, backward_fake=_backward_fake, setup_context=_setup_context,
+    backward=_backward)
 
 
 def cross_segment_diff(feat: torch.Tensor, aligned: torch.Tensor, num_segments: int, *,
@@ -67,6 +64,4 @@ def cross_segment_diff(feat: torch.Tensor, aligned: torch.Tensor, num_segments: 
     index 0 the forward and 1 the backward direction; each half has ``feat``'s memory format,
     so ``diff.flatten(0, 1)`` feeds both directions to one convolution.
     """
-    feat, aligned = autocast_inputs(feat, aligned)
-    _check(feat, aligned, num_segments)
-    return run(NAME, backend, feat.device, (feat, aligned, num_segments))
+    return call(NAME, backend, _check, feat, aligned, num_segments)

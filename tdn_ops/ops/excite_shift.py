@@ -1,6 +1,6 @@
 """excite_shift: bidirectional excitation followed by the temporal shift, in one pass.
 
-The end of every TDN bottleneck's L-TDM and its shift (SPEC §3-5). Neither the forward nor the
+The end of every TDN bottleneck's L-TDM and its shift (docs/math.md §3-5). Neither the forward nor the
 backward kernels materialise the excited tensor: they recompute it where it is needed.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 
 from .. import _checks as check
-from .._dispatch import autocast_inputs
+from .._dispatch import call, native_op
 from .._layout import empty_like_layout
-from .._registry import function_class, native_op, register_operator, run
+from .._registry import register_operator
 from .temporal_shift_conv import check_shift_args
 
 NAME = "excite_shift"
@@ -46,12 +46,9 @@ def _backward(ctx, grad_out):
     return tuple(grads) + (None,)
 
 
-register_operator(NAME, fake=_fake, backward_fake=_backward_fake,
-                  setup_context=_setup_context, backward=_backward)
-
-ExciteShiftFunction = function_class(
-    "ExciteShiftFunction", NAME, _setup_context, _backward,
-    "autograd.Function form of :func:`excite_shift` (native kernels).")
+ExciteShiftFunction = register_operator(
+    NAME, fake=_fake, backward_fake=_backward_fake, setup_context=_setup_context,
+    backward=_backward)
 
 
 def excite_shift(x: torch.Tensor, y_fwd: torch.Tensor, y_bwd: torch.Tensor,
@@ -62,6 +59,4 @@ def excite_shift(x: torch.Tensor, y_fwd: torch.Tensor, y_bwd: torch.Tensor,
     ``x``, ``y_fwd``, ``y_bwd``: (N*T, C, H, W); ``weight``: (C, 1, 3). Gradients flow to all
     four tensors.
     """
-    x, y_fwd, y_bwd, weight = autocast_inputs(x, y_fwd, y_bwd, weight)
-    _check(x, y_fwd, y_bwd, weight, num_segments)
-    return run(NAME, backend, x.device, (x, y_fwd, y_bwd, weight, num_segments))
+    return call(NAME, backend, _check, x, y_fwd, y_bwd, weight, num_segments)

@@ -1,4 +1,4 @@
-"""lateral_fuse: S-TDM's lateral connection ``alpha*x + beta*up(d, like=x)`` (SPEC §2 step 4).
+"""lateral_fuse: S-TDM's lateral connection ``alpha*x + beta*up(d, like=x)`` (docs/math.md §2 step 4).
 
 ``up`` is ``F.interpolate(d, x.size()[2:], mode="nearest")``, the authors' call.
 """
@@ -8,14 +8,14 @@ from __future__ import annotations
 import torch
 
 from .. import _checks as check
-from .._dispatch import autocast_inputs
+from .._dispatch import call, native_op
 from .._layout import empty_like_layout
-from .._registry import function_class, native_op, register_operator, run
+from .._registry import register_operator
 
 NAME = "lateral_fuse"
 
 
-def _check(x, d, alpha, beta) -> None:
+def _check(x, d, alpha: float, beta: float) -> None:
     check.tensor("x", x, ndim=4, layout="(N*T, C, H, W)")
     check.tensor("d", d, ndim=4, layout="(N*T, C, h, w)")
     check.same_device_dtype("d", d, "x", x)
@@ -24,8 +24,6 @@ def _check(x, d, alpha, beta) -> None:
                          f"{tuple(x.shape[:2])} + (h, w), got {tuple(d.shape)}")
     if d.shape[-1] < 1 or d.shape[-2] < 1:
         raise ValueError(f"d has an empty spatial size: {tuple(d.shape)}")
-    check.real_number("alpha", alpha)
-    check.real_number("beta", beta)
 
 
 def _fake(x, d, alpha, beta):
@@ -47,12 +45,9 @@ def _backward(ctx, grad_out):
     return grad_x, grad_d, None, None
 
 
-register_operator(NAME, fake=_fake, backward_fake=_backward_fake,
-                  setup_context=_setup_context, backward=_backward)
-
-LateralFuseFunction = function_class(
-    "LateralFuseFunction", NAME, _setup_context, _backward,
-    "autograd.Function form of :func:`lateral_fuse` (native kernels).")
+LateralFuseFunction = register_operator(
+    NAME, fake=_fake, backward_fake=_backward_fake, setup_context=_setup_context,
+    backward=_backward)
 
 
 def lateral_fuse(x: torch.Tensor, d: torch.Tensor, alpha: float, beta: float, *,
@@ -61,6 +56,6 @@ def lateral_fuse(x: torch.Tensor, d: torch.Tensor, alpha: float, beta: float, *,
 
     ``x``: (N*T, C, H, W); ``d``: (N*T, C, h, w), any h, w. Gradients flow to ``x`` and ``d``.
     """
-    x, d = autocast_inputs(x, d)
-    _check(x, d, alpha, beta)
-    return run(NAME, backend, x.device, (x, d, float(alpha), float(beta)))
+    # The coefficients are checked (and made floats) first: the kernels take them as floats.
+    alpha, beta = check.real_number("alpha", alpha), check.real_number("beta", beta)
+    return call(NAME, backend, _check, x, d, alpha, beta)

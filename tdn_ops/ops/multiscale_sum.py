@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 
 from .. import _checks as check
-from .._dispatch import autocast_inputs
+from .._dispatch import call, native_op
 from .._layout import as_4d, empty_like_layout
-from .._registry import function_class, native_op, register_operator, run
+from .._registry import register_operator
 
 NAME = "multiscale_sum"
 
@@ -53,12 +53,9 @@ def _backward(ctx, grad_out):
     return grad_third, grad_pooled, grad_third
 
 
-register_operator(NAME, fake=_fake, backward_fake=_backward_fake,
-                  setup_context=_setup_context, backward=_backward)
-
-MultiscaleSumFunction = function_class(
-    "MultiscaleSumFunction", NAME, _setup_context, _backward,
-    "autograd.Function form of :func:`multiscale_sum` (native kernels).")
+MultiscaleSumFunction = register_operator(
+    NAME, fake=_fake, backward_fake=_backward_fake, setup_context=_setup_context,
+    backward=_backward)
 
 
 def multiscale_sum(diff: torch.Tensor, pooled_branch: torch.Tensor, full_branch: torch.Tensor,
@@ -67,6 +64,4 @@ def multiscale_sum(diff: torch.Tensor, pooled_branch: torch.Tensor, full_branch:
 
     ``pooled_branch`` is (..., c, h, w) with any h, w; gradients flow to all three inputs.
     """
-    diff, pooled_branch, full_branch = autocast_inputs(diff, pooled_branch, full_branch)
-    _check(diff, pooled_branch, full_branch)
-    return run(NAME, backend, diff.device, (diff, pooled_branch, full_branch))
+    return call(NAME, backend, _check, diff, pooled_branch, full_branch)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 
 from .. import _checks as check
-from .._dispatch import autocast_inputs
+from .._dispatch import call, native_op
 from .._layout import empty_like_layout
-from .._registry import function_class, native_op, register_operator, run
+from .._registry import register_operator
 
 NAME = "temporal_diff_pool"
 
@@ -52,12 +52,9 @@ def _backward(ctx, grad_out):
     return grad_x, None, None
 
 
-register_operator(NAME, fake=_fake, backward_fake=_backward_fake,
-                  setup_context=_setup_context, backward=_backward)
-
-TemporalDiffPoolFunction = function_class(
-    "TemporalDiffPoolFunction", NAME, _setup_context, _backward,
-    "autograd.Function form of :func:`temporal_diff_pool` (native kernels).")
+TemporalDiffPoolFunction = register_operator(
+    NAME, fake=_fake, backward_fake=_backward_fake, setup_context=_setup_context,
+    backward=_backward)
 
 
 def temporal_diff_pool(x: torch.Tensor, frames: int = 5, kernel_size: int = 2, *,
@@ -67,6 +64,4 @@ def temporal_diff_pool(x: torch.Tensor, frames: int = 5, kernel_size: int = 2, *
     ``x``: (B, frames*c, H, W) → (B, (frames-1)*c, H//k, W//k). For TDN's S-TDM, ``x`` is the
     (N*T, 15, H, W) snippet stack and the result the (N*T, 12, H/2, W/2) motion input.
     """
-    (x,) = autocast_inputs(x)
-    _check(x, frames, kernel_size)
-    return run(NAME, backend, x.device, (x, frames, kernel_size))
+    return call(NAME, backend, _check, x, frames, kernel_size)

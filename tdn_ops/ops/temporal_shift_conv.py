@@ -1,4 +1,4 @@
-"""temporal_shift_conv: the learnable temporal shift (SPEC §5) without its permute round trips.
+"""temporal_shift_conv: the learnable temporal shift (docs/math.md §5) without its permute round trips.
 
 ``out[:, t, c] = w[c,0,0]*x[:, t-1, c] + w[c,0,1]*x[:, t, c] + w[c,0,2]*x[:, t+1, c]`` with
 ``x`` viewed as (N, T, C, H, W) and zeros outside the video's segments.
@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 
 from .. import _checks as check
-from .._dispatch import autocast_inputs
+from .._dispatch import call, native_op
 from .._layout import empty_like_layout
-from .._registry import function_class, native_op, register_operator, run
+from .._registry import register_operator
 
 NAME = "temporal_shift_conv"
 
@@ -46,12 +46,9 @@ def _backward(ctx, grad_out):
     return grad_x, grad_weight, None
 
 
-register_operator(NAME, fake=_fake, backward_fake=_backward_fake,
-                  setup_context=_setup_context, backward=_backward)
-
-TemporalShiftConvFunction = function_class(
-    "TemporalShiftConvFunction", NAME, _setup_context, _backward,
-    "autograd.Function form of :func:`temporal_shift_conv` (native kernels).")
+TemporalShiftConvFunction = register_operator(
+    NAME, fake=_fake, backward_fake=_backward_fake, setup_context=_setup_context,
+    backward=_backward)
 
 
 def temporal_shift_conv(x: torch.Tensor, weight: torch.Tensor, num_segments: int, *,
@@ -61,6 +58,4 @@ def temporal_shift_conv(x: torch.Tensor, weight: torch.Tensor, num_segments: int
     ``x``: (N*T, C, H, W); ``weight``: (C, 1, 3) as held by ``shift.conv.weight``. Returns a
     tensor of ``x``'s shape and memory format; gradients flow to ``x`` and ``weight``.
     """
-    x, weight = autocast_inputs(x, weight)
-    check_shift_args(x, weight, num_segments)
-    return run(NAME, backend, x.device, (x, weight, num_segments))
+    return call(NAME, backend, check_shift_args, x, weight, num_segments)

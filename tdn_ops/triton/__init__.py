@@ -17,15 +17,10 @@ Importing this package never fails: without an importable Triton, :data:`AVAILAB
 (:data:`IMPORT_ERROR` says why) and the dispatcher falls back to other backends.
 """
 
-OPERATORS = (
-    "temporal_diff_pool",
-    "cross_segment_diff",
-    "multiscale_sum",
-    "bidirectional_excitation",
-    "temporal_shift_conv",
-    "excite_shift",
-    "lateral_fuse",
-)
+from .._operators import OPERATORS
+
+# The torch.library namespace of the triton_ops (set before the kernel modules import it).
+NAMESPACE = "tdn_ops_triton"
 
 IMPORT_ERROR: str | None = None
 try:
@@ -39,13 +34,11 @@ if IMPORT_ERROR is None:
     from ._pooling import cross_segment_diff, temporal_diff_pool
     from ._temporal import bidirectional_excitation, excite_shift, temporal_shift_conv
     from ._upsample import lateral_fuse, multiscale_sum
-    from ._wiring import NAMESPACE
 
     AVAILABLE = True
 else:
     AVAILABLE = False
     INTERPRET = False
-    NAMESPACE = "tdn_ops_triton"
 
     def _unavailable(name):
         def op(*args, **kwargs):
@@ -54,12 +47,7 @@ else:
         op.__name__ = op.__qualname__ = name
         return op
 
-    temporal_diff_pool = _unavailable("temporal_diff_pool")
-    cross_segment_diff = _unavailable("cross_segment_diff")
-    multiscale_sum = _unavailable("multiscale_sum")
-    bidirectional_excitation = _unavailable("bidirectional_excitation")
-    temporal_shift_conv = _unavailable("temporal_shift_conv")
-    excite_shift = _unavailable("excite_shift")
-    lateral_fuse = _unavailable("lateral_fuse")
+    # One stub per operator name, so that ``tdn_ops.triton.<op>`` exists either way.
+    globals().update({name: _unavailable(name) for name in OPERATORS})
 
 __all__ = ["AVAILABLE", "IMPORT_ERROR", "INTERPRET", "NAMESPACE", "OPERATORS", *OPERATORS]

@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 import torch
 
+from .._registry import autograd_function, class_name
+from . import NAMESPACE
 from ._common import INTERPRET
-
-NAMESPACE = "tdn_ops_triton"
 
 # Why the custom ops could not be defined (None when they were, or were not attempted).
 REGISTRATION_ERROR: str | None = None
@@ -67,18 +67,10 @@ def define_operator(name: str, *, forward: Callable, backward: Callable,
     def autograd_backward(ctx, *grad_outputs):
         return input_grads(ctx, run_backward, *grad_outputs)
 
-    function = type(
-        "".join(part.title() for part in name.split("_")) + "TritonFunction",
-        (torch.autograd.Function,),
-        {
-            "__doc__": f"autograd.Function running the Triton launchers of {name}.",
-            "__module__": __name__,
-            "forward": staticmethod(forward),
-            "setup_context": staticmethod(setup_context),
-            "backward": staticmethod(torch.autograd.function.once_differentiable(
-                autograd_backward)),
-        },
-    )
+    function = autograd_function(
+        class_name(name, "TritonFunction"), forward=forward, setup_context=setup_context,
+        backward=torch.autograd.function.once_differentiable(autograd_backward),
+        doc=f"autograd.Function running the Triton launchers of {name}.", module=__name__)
     if fwd_op is not None:
         torch.library.register_autograd(f"{NAMESPACE}::{name}", autograd_backward,
                                         setup_context=setup_context)
