@@ -16,16 +16,16 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "build_model": "tdn.models",
-    "list_models": "tdn.models",
-    "register_model": "tdn.models",
-    "TDN": "tdn.models",
-    "TSN": "tdn.models",
-    "load_checkpoint": "tdn.checkpoint",
-    "save_checkpoint": "tdn.checkpoint",
-    "load_model": "tdn.checkpoint",
-    "CheckpointError": "tdn.checkpoint",
-    "load_imagenet_weights": "tdn.imagenet",
+    "build_model": "tdn.models.factory",
+    "load_checkpoint": "tdn.models.factory",
+    "load_model": "tdn.models.factory",
+    "list_models": "tdn.models.registry",
+    "register_model": "tdn.models.registry",
+    "TDN": "tdn.models.tdn",
+    "TSN": "tdn.models.tsn",
+    "save_checkpoint": "tdn.checkpoint_io",
+    "CheckpointError": "tdn.checkpoint_io",
+    "load_imagenet_weights": "tdn.models.imagenet",
     "count_macs": "tdn.flops",
     "count_params": "tdn.flops",
 }

@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .models.factory import build_model
+
 aten = torch.ops.aten
 
 # The authors' TDN_Net also holds conv1_temp (Conv2d(3, 64, 7) with bias), never used in the
@@ -195,8 +197,6 @@ class ModelCost:
 def measure(arch: str, num_segments: int = 8, size: int = 224, num_classes: int = 174,
             batch: int = 1) -> ModelCost:
     """Cost of one clip (``batch`` clips) of ``arch`` at ``size`` x ``size``, on the meta device."""
-    from .models import build_model
-
     with torch.device("meta"):
         model = build_model(arch, num_classes=num_classes, num_segments=num_segments)
         clip = torch.empty(batch, num_segments * 15, size, size)

@@ -1,4 +1,4 @@
-"""tdn.checkpoint and tdn.imagenet: the authors' formats, ours, conversion, ImageNet init."""
+"""tdn.checkpoint_io, tdn.models.factory and tdn.models.imagenet: the authors' formats, ours, conversion, ImageNet init."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import tdn
-from tdn.checkpoint import (CheckpointError, load_checkpoint, load_model, read_state_dict,
-                            save_checkpoint)
+from tdn.checkpoint_io import CheckpointError, read_state_dict, save_checkpoint
 from tdn.cli import main as cli_main
-from tdn.imagenet import load_imagenet_weights
+from tdn.models.factory import load_checkpoint, load_model
+from tdn.models.imagenet import load_imagenet_weights
 
 from _model_fixtures import official_state_dict
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tdn
-from tdn.models.inputs import SNIPPET_CHANNELS
+from tdn.models.clips import SNIPPET_CHANNELS
 
 from _model_fixtures import official_key_shapes
 

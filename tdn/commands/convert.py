@@ -35,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..checkpoint import convert_checkpoint
+    from ..models.factory import convert_checkpoint
 
     meta = convert_checkpoint(args.input, args.output, num_segments=args.segments,
                               arch=args.arch)

@@ -1,13 +1,18 @@
-"""TDN and TSN models on ResNet backbones; build them with :func:`build_model`."""
+"""TDN and TSN models on ResNet backbones; build them with :func:`build_model`.
+
+Importing this package registers every architecture (each module registers its own with
+``@register_model``); :mod:`tdn.models.factory` builds them and loads weights into them.
+"""
 
 from .blocks import BasicBlock, Bottleneck, TDNBasicBlock, TDNBottleneck
-from .inputs import expected_shapes
-from .registry import build_model, list_models, register_model
+from .clips import expected_shapes
+from .factory import build_model, load_checkpoint, load_model
+from .registry import list_models, register_model
 from .tdn import TDN, TDNBackbone, default_fusion_weights
 from .tsn import TSN, ResNetBackbone
 
 __all__ = [
-    "build_model", "list_models", "register_model", "TDN", "TDNBackbone", "TSN",
-    "ResNetBackbone", "BasicBlock", "Bottleneck", "TDNBasicBlock", "TDNBottleneck",
-    "default_fusion_weights", "expected_shapes",
+    "build_model", "load_checkpoint", "load_model", "list_models", "register_model", "TDN",
+    "TDNBackbone", "TSN", "ResNetBackbone", "BasicBlock", "Bottleneck", "TDNBasicBlock",
+    "TDNBottleneck", "default_fusion_weights", "expected_shapes",
 ]

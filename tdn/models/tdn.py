@@ -1,4 +1,4 @@
-"""The Temporal Difference Network (SPEC §2-3) on ResNet-18/34/50/101.
+"""The Temporal Difference Network (docs/math.md §2-3) on ResNet-18/34/50/101.
 
 Module names reproduce the authors' ``TSN(TDN_Net)`` wrapper so their checkpoints map 1:1:
 ``TDN.base_model`` is their ``TDN_Net`` (``conv1, bn1, conv1_5, resnext_layer1, layer1_bak ..
@@ -15,7 +15,9 @@ import torch.nn as nn
 
 from tdn_ops.nn import FrameDifferencePool, LateralFusion
 
-from .inputs import SNIPPET_CHANNELS, centre_frames, segment_consensus, snippets
+from .clips import SNIPPET_CHANNELS, centre_frames, segment_consensus, snippets
+from .head import check_head_args, new_classifier
+from .registry import register_model
 from .resnet import (RESNETS, STAGE_PLANES, STAGE_STRIDES, ResNetSpec, init_weights, make_stage,
                      stem_max_pool)
 
@@ -25,7 +27,7 @@ MIN_FRAME_SIZE = 33
 
 
 def default_fusion_weights(num_segments: int) -> tuple[float, float]:
-    """(alpha, beta) of the S-TDM lateral connections, as the authors chose them (SPEC §2.4)."""
+    """(alpha, beta) of the S-TDM lateral connections, as the authors chose them (docs/math.md §2.4)."""
     return (0.5, 0.5) if num_segments == 8 else (0.75, 0.25)
 
 
@@ -124,8 +126,7 @@ class TDN(nn.Module):
         self.beta = default_beta if beta is None else float(beta)
         spec = RESNETS[depth]
         self.base_model = TDNBackbone(spec, num_segments, self.alpha, self.beta, dropout, backend)
-        self.new_fc = nn.Linear(spec.feature_dim, num_classes)
-        init_classifier(self.new_fc)
+        self.new_fc = new_classifier(spec.feature_dim, num_classes)
 
     @property
     def feature_dim(self) -> int:
@@ -138,15 +139,6 @@ class TDN(nn.Module):
         return segment_consensus(logits, self.num_segments)
 
 
-def check_head_args(num_classes: int, num_segments: int, dropout: float) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if isinstance(num_segments, bool) or not isinstance(num_segments, int) or num_segments < 1:
-        raise ValueError(f"num_segments must be a positive int, got {num_segments!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-
-
 def check_frame_size(snips: torch.Tensor, minimum: int) -> None:
     h, w = snips.shape[-2:]
     if h < minimum or w < minimum:
@@ -154,10 +146,29 @@ def check_frame_size(snips: torch.Tensor, minimum: int) -> None:
                          f"{minimum}x{minimum} (224x224 is standard)")
 
 
-def init_classifier(fc: nn.Linear) -> None:
-    """The authors' TSN head initialisation: weights N(0, 0.001), bias 0."""
-    nn.init.normal_(fc.weight, 0.0, 0.001)
-    nn.init.zeros_(fc.bias)
+def _tdn(depth: int, num_classes: int, num_segments: int, backend: str | None, dropout: float,
+         alpha: float | None, beta: float | None) -> TDN:
+    return TDN(depth, num_classes, num_segments, backend, dropout, alpha, beta)
+
+
+@register_model
+def tdn_resnet18(**kwargs) -> TDN:
+    return _tdn(18, **kwargs)
+
+
+@register_model
+def tdn_resnet34(**kwargs) -> TDN:
+    return _tdn(34, **kwargs)
+
+
+@register_model
+def tdn_resnet50(**kwargs) -> TDN:
+    return _tdn(50, **kwargs)
+
+
+@register_model
+def tdn_resnet101(**kwargs) -> TDN:
+    return _tdn(101, **kwargs)
 
 
 __all__ = ["TDN", "TDNBackbone", "default_fusion_weights", "SNIPPET_CHANNELS"]

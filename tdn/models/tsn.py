@@ -12,10 +12,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .inputs import centre_frames, segment_consensus, snippets
+from .clips import centre_frames, segment_consensus, snippets
+from .head import check_head_args, new_classifier
+from .registry import register_model
 from .resnet import (RESNETS, STAGE_PLANES, STAGE_STRIDES, ResNetSpec, init_weights, make_stage,
                      stem_max_pool)
-from .tdn import check_head_args, init_classifier
 
 
 class ResNetBackbone(nn.Module):
@@ -57,8 +58,7 @@ class TSN(nn.Module):
         self.num_classes = num_classes
         spec = RESNETS[depth]
         self.base_model = ResNetBackbone(spec, dropout)
-        self.new_fc = nn.Linear(spec.feature_dim, num_classes)
-        init_classifier(self.new_fc)
+        self.new_fc = new_classifier(spec.feature_dim, num_classes)
 
     @property
     def feature_dim(self) -> int:
@@ -68,3 +68,31 @@ class TSN(nn.Module):
         frames = centre_frames(snippets(x, self.num_segments))
         logits = self.new_fc(self.base_model(frames))
         return segment_consensus(logits, self.num_segments)
+
+
+def _tsn(depth: int, num_classes: int, num_segments: int, backend: str | None, dropout: float,
+         alpha: float | None, beta: float | None) -> TSN:
+    if alpha is not None or beta is not None:
+        raise ValueError("alpha and beta weight TDN's S-TDM fusion; TSN models have none")
+    # TSN has no temporal operators, so there is nothing for `backend` to choose.
+    return TSN(depth, num_classes, num_segments, dropout)
+
+
+@register_model
+def tsn_resnet18(**kwargs) -> TSN:
+    return _tsn(18, **kwargs)
+
+
+@register_model
+def tsn_resnet34(**kwargs) -> TSN:
+    return _tsn(34, **kwargs)
+
+
+@register_model
+def tsn_resnet50(**kwargs) -> TSN:
+    return _tsn(50, **kwargs)
+
+
+@register_model
+def tsn_resnet101(**kwargs) -> TSN:
+    return _tsn(101, **kwargs)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from .checkpoint import CheckpointError, read_state_dict, unwrap_state_dict
+from ..checkpoint_io import CheckpointError, read_state_dict, unwrap_state_dict
 
 _SOURCE_CLASSIFIERS = ("fc.", "last_linear.")
 _SHOWN = 6
@@ -105,7 +105,7 @@ def load_imagenet_weights(model: nn.Module, path_or_state_dict,
                           source: str | None = None) -> ImageNetReport:
     """Initialise ``model``'s backbone (TDN or TSN) from ImageNet ResNet weights.
 
-    Raises :class:`tdn.checkpoint.CheckpointError` when the source does not fit (another
+    Raises :class:`tdn.CheckpointError` when the source does not fit (another
     depth, missing tensors, wrong shapes), before changing anything.
     """
     if isinstance(path_or_state_dict, (str, os.PathLike)):

@@ -1,16 +1,13 @@
-"""Reading, loading and writing model checkpoints.
+"""Building models: from the registry, from pretrained weights, from checkpoint files.
 
-Two formats are read (SPEC §8):
+The one place that puts networks and weight files together, on top of the model definitions
+(which register themselves in :mod:`tdn.models.registry`), the ImageNet key mapping
+(:mod:`tdn.models.imagenet`) and the file formats (:mod:`tdn.checkpoint_io`):
 
-* the authors' ``torch.save`` files: a dict whose ``'state_dict'`` has keys
-  ``module.base_model.*`` / ``module.new_fc.*``, or copies with ``module.`` stripped, or with
-  the ``base_model.`` prefix stripped too, or a bare state dict. ``base_model.conv1_temp.*`` (an
-  unused leftover in their network) is ignored.
-* the project's own: a safetensors file whose keys are our ``state_dict()`` keys
-  (``base_model.*``, ``new_fc.*``) and whose metadata records ``arch``, ``num_classes`` and
-  ``num_segments`` (also accepted: a torch file ``{"state_dict": ..., "metadata": {...}}``).
-
-Torch files are read with ``torch.load(weights_only=True)``: they cannot run code.
+* :func:`build_model` builds a registered model, optionally from ``pretrained`` weights;
+* :func:`load_checkpoint` loads a checkpoint into a model and reports what did not fit;
+* :func:`load_model` builds the model a checkpoint describes and loads it;
+* :func:`convert_checkpoint` rewrites an authors' checkpoint in the project's format.
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,94 +22,59 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..checkpoint_io import (CLASSIFIER_PREFIX, IGNORED_PREFIXES, CheckpointError, StateDict,
+                             canonical_keys, checkpoint_metadata, is_video_checkpoint,
+                             read_state_dict, save_state_dict, unwrap_model, unwrap_state_dict)
+from .imagenet import load_imagenet_weights
+from .registry import model_entry_point
+from .resnet import RESNETS
+
 log = logging.getLogger("tdn")
 
-FORMAT_NAME = "tdn-checkpoint"
-FORMAT_VERSION = "1"
-# Keys the authors' TDN_Net holds but never uses in its forward.
-IGNORED_PREFIXES = ("base_model.conv1_temp.",)
-CLASSIFIER_PREFIX = "new_fc."
 _SHOWN = 8  # how many keys a report lists per category
 
 
-class CheckpointError(ValueError):
-    """A checkpoint does not fit the model, or the file cannot be read."""
+# ----------------------------------------------------------------------------------- building
+def build_model(name: str, num_classes: int = 174, num_segments: int = 8,
+                backend: str | None = None, pretrained: str | os.PathLike | None = None,
+                dropout: float = 0.5, alpha: float | None = None,
+                beta: float | None = None) -> nn.Module:
+    """Build a registered model (see :func:`tdn.list_models`).
 
-
-StateDict = dict[str, torch.Tensor]
-
-
-# ----------------------------------------------------------------------------------- reading
-def _is_safetensors(path: Path) -> bool:
-    # safetensors: 8-byte little-endian header size, then a JSON header starting with '{'.
-    with open(path, "rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{"
-
-
-def read_state_dict(path: str | os.PathLike) -> tuple[StateDict, dict[str, str]]:
-    """The tensors and metadata of a checkpoint file (either format), keys as stored."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
-    if _is_safetensors(path):
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-        return load_file(str(path)), metadata
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors come in many types; the message is what matters
-        raise CheckpointError(
-            f"cannot read {path} as a torch checkpoint with weights_only=True ({e}). If the file "
-            "holds Python objects besides tensors and you trust it, load it yourself and pass "
-            "its state dict instead") from e
-    return unwrap_state_dict(obj, str(path))
-
-
-def unwrap_state_dict(obj, source: str = "checkpoint") -> tuple[StateDict, dict[str, str]]:
-    """``(state_dict, metadata)`` from a loaded object: a bare state dict, or a dict with it
-    under ``'state_dict'`` (the authors' and ours) or ``'model'``."""
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{source} holds a {type(obj).__name__}, not a state dict")
-    metadata = {str(k): str(v) for k, v in dict(obj.get("metadata") or {}).items()}
-    for key in ("state_dict", "model"):
-        if key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-            break
-    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not state:
-        raise CheckpointError(f"{source} holds no tensors (keys: {list(obj)[:_SHOWN]})")
-    return state, metadata
-
-
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
-
-
-def canonical_keys(state: Mapping[str, torch.Tensor]) -> StateDict:
-    """Authors' keys in any prefix form -> our keys (``base_model.*``, ``new_fc.*``).
-
-    Also strips the prefixes that DDP (``module.``) and torch.compile (``_orig_mod.``) add.
+    Args:
+        name: e.g. ``"tdn_resnet50"``, ``"tsn_resnet50"``.
+        num_classes: classifier width (174 = Something-Something, 400 = Kinetics-400).
+        num_segments: T, the number of 5-frame snippets per clip.
+        backend: where TDN's fused operators run: ``None``/``"auto"`` (fastest available),
+            ``"cpu"``, ``"cuda"``, ``"triton"``, or ``"reference"`` for the authors' unfused code
+            path. Ignored by TSN models, which have no temporal operators.
+        pretrained: a local file. ImageNet ResNet weights (torchvision or fbresnet names)
+            initialise the backbone (docs/math.md §2.5); a TDN checkpoint (the authors' or ours,
+            see :func:`load_checkpoint`) loads the whole model. The report is logged on the
+            ``"tdn"`` logger and kept as ``model.pretrained_report``.
+        dropout: before ``new_fc`` (0.5 in the authors' recipe).
+        alpha, beta: S-TDM fusion weights; default (0.5, 0.5) for T=8, else (0.75, 0.25).
     """
-    out: StateDict = {}
-    for key, value in state.items():
-        while key.startswith(_WRAPPER_PREFIXES):
-            key = key.split(".", 1)[1]
-        if not key.startswith(("base_model.", CLASSIFIER_PREFIX)):
-            key = "base_model." + key
-        out[key] = value
-    return out
+    entry_point = model_entry_point(name)
+    model = entry_point(num_classes=num_classes, num_segments=num_segments, backend=backend,
+                        dropout=dropout, alpha=alpha, beta=beta)
+    if pretrained is not None:
+        report = load_pretrained(model, pretrained)
+        model.pretrained_report = report
+        log.info("%s", report)
+    return model
 
 
-def is_video_checkpoint(state: Mapping[str, torch.Tensor]) -> bool:
-    """True for a TDN/TSN model checkpoint, False for ImageNet classification weights."""
-    keys = canonical_keys(state)
-    return any(k.startswith((CLASSIFIER_PREFIX, "base_model.conv1_5.")) for k in keys)
+def load_pretrained(model: nn.Module, path: str | os.PathLike):
+    """Load ``path`` into ``model``: a whole-model checkpoint if it holds a classifier
+    (``new_fc``) or TDN's S-TDM stem (``conv1_5``), else ImageNet ResNet weights."""
+    state, metadata = read_state_dict(path)
+    if is_video_checkpoint(state):
+        return load_checkpoint(model, state, metadata=metadata)
+    return load_imagenet_weights(model, state, source=str(path))
 
 
-# ----------------------------------------------------------------------------------- loading
+# ------------------------------------------------------------------------ loading checkpoints
 @dataclass
 class LoadReport:
     """What :func:`load_checkpoint` did; ``str()`` gives a readable summary."""
@@ -156,15 +117,6 @@ class LoadReport:
 def _some(keys: list[str]) -> str:
     more = len(keys) - _SHOWN
     return ", ".join(keys[:_SHOWN]) + (f", ... {more} more" if more > 0 else "")
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside DistributedDataParallel / torch.compile wrappers."""
-    while True:
-        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
 
 
 def _compare(model: nn.Module, state: StateDict, backbone_only: bool, source: str) -> LoadReport:
@@ -257,56 +209,9 @@ def _check_metadata(model: nn.Module, metadata: Mapping[str, str], source: str) 
                     model.num_segments)
 
 
-# ----------------------------------------------------------------------------------- writing
-def checkpoint_metadata(model: nn.Module, **extra) -> dict[str, str]:
-    """The metadata saved with a model: enough to rebuild it with :func:`load_model`."""
-    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
-    for name in ("arch", "num_classes", "num_segments", "alpha", "beta"):
-        if hasattr(model, name):
-            meta[name] = str(getattr(model, name))
-    meta.update({k: str(v) for k, v in extra.items()})
-    return meta
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike,
-                    metadata: Mapping[str, str]) -> None:
-    """Write ``state`` (keys as given) atomically: safetensors, or a torch file for ``.pt/.pth``."""
-    path = Path(path)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    metadata = {str(k): str(v) for k, v in metadata.items()}
-    if path.suffix in (".pt", ".pth", ".tar"):
-        _atomic_write(path, lambda tmp: torch.save({"state_dict": tensors, "metadata": metadata},
-                                                   tmp))
-    else:
-        from safetensors.torch import save_file
-
-        _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
-
-
-def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra_metadata) -> None:
-    """Save ``model``'s weights and metadata (safetensors unless ``path`` ends in .pt/.pth)."""
-    model = unwrap_model(model)
-    save_state_dict(model.state_dict(), path, checkpoint_metadata(model, **extra_metadata))
-
-
-# ------------------------------------------------------------------------- rebuilding models
+# ----------------------------------------------------------------- models from checkpoints
 def infer_arch(state: Mapping[str, torch.Tensor]) -> str:
     """The registry name of the model a checkpoint was saved from, from its keys alone."""
-    from .models.resnet import RESNETS
-
     keys = canonical_keys(state)
     family = "tdn" if any(k.startswith("base_model.conv1_5.") for k in keys) else "tsn"
     stage = "layer{}_bak" if family == "tdn" else "layer{}"
@@ -334,27 +239,41 @@ def describe(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str],
     return {"arch": arch, "num_classes": str(fc.shape[0]), "num_segments": str(segments)}
 
 
-def load_model(path: str | os.PathLike, backend: str | None = None,
-               num_segments: int | None = None, **build_kwargs) -> nn.Module:
-    """Build the model a checkpoint describes and load it (strictly).
-
-    ``num_segments`` defaults to the checkpoint's metadata (8 for the authors' files, which do
-    not record it). Extra keyword arguments go to :func:`tdn.build_model`.
-    """
-    from .models import build_model
-
+def load_model_and_metadata(path: str | os.PathLike, backend: str | None = None,
+                            num_segments: int | None = None, *, arch: str | None = None,
+                            num_classes: int | None = None,
+                            **build_kwargs) -> tuple[nn.Module, dict[str, str]]:
+    """:func:`load_model`, and the metadata the file holds (e.g. the training input size)."""
     state, metadata = read_state_dict(path)
     info = describe(state, metadata, num_segments)
+    arch = arch or info["arch"]
     kwargs = {}
-    for name in ("alpha", "beta"):
-        if name in metadata and info["arch"].startswith("tdn"):
-            kwargs[name] = float(metadata[name])
+    if "dropout" in metadata:
+        kwargs["dropout"] = float(metadata["dropout"])
+    if arch.startswith("tdn"):
+        kwargs.update({name: float(metadata[name]) for name in ("alpha", "beta")
+                       if name in metadata})
     kwargs.update(build_kwargs)
-    model = build_model(info["arch"], num_classes=int(info["num_classes"]),
+    model = build_model(arch, num_classes=num_classes or int(info["num_classes"]),
                         num_segments=int(info["num_segments"]), backend=backend, **kwargs)
-    meta = {k: v for k, v in metadata.items() if k != "num_segments"}
-    load_checkpoint(model, state, metadata=meta)
-    return model
+    # The segment count was chosen above; the file's value matters only through that choice.
+    load_checkpoint(model, state, metadata={k: v for k, v in metadata.items()
+                                            if k != "num_segments"})
+    return model, metadata
+
+
+def load_model(path: str | os.PathLike, backend: str | None = None,
+               num_segments: int | None = None, *, arch: str | None = None,
+               num_classes: int | None = None, **build_kwargs) -> nn.Module:
+    """Build the model a checkpoint describes and load it (strictly).
+
+    Architecture and class count come from the file's metadata or, failing that, its keys;
+    ``arch`` / ``num_classes`` override them. ``num_segments`` defaults to the metadata (8 for
+    the authors' files, which do not record it); dropout and the S-TDM weights to the
+    recorded ones. Extra keyword arguments go to :func:`build_model`.
+    """
+    return load_model_and_metadata(path, backend, num_segments, arch=arch,
+                                   num_classes=num_classes, **build_kwargs)[0]
 
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike,
@@ -364,8 +283,6 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike,
     The state dict is checked against a model built on the meta device (no memory, no time)
     before anything is written, so a converted file always loads strictly.
     """
-    from .models import build_model
-
     raw, metadata = read_state_dict(src)
     state = {k: v for k, v in canonical_keys(raw).items() if not k.startswith(IGNORED_PREFIXES)}
     info = describe(state, {**metadata, **({"arch": arch} if arch else {})}, num_segments)
