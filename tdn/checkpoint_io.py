@@ -35,7 +35,7 @@ FORMAT_VERSION = "1"
 # Keys the authors' TDN_Net holds but never uses in its forward.
 IGNORED_PREFIXES = ("base_model.conv1_temp.",)
 CLASSIFIER_PREFIX = "new_fc."
-_SHOWN = 8  # how many keys a report lists per category
+SHOWN_KEYS = 8  # how many keys an error message or report lists per category
 
 
 class CheckpointError(ValueError):
@@ -87,7 +87,7 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> tuple[StateDict, dict[
             break
     state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not state:
-        raise CheckpointError(f"{source} holds no tensors (keys: {list(obj)[:_SHOWN]})")
+        raise CheckpointError(f"{source} holds no tensors (keys: {list(obj)[:SHOWN_KEYS]})")
     return state, metadata
 
 

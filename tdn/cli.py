@@ -13,6 +13,8 @@ import argparse
 import importlib
 import sys
 
+from .commands.common import CommandParser
+
 # Subcommands, in the order ``tdn --help`` lists them (module tdn.commands.<name>).
 COMMANDS = ["convert", "flops", "train", "evaluate", "predict", "synth"]
 
@@ -28,7 +30,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tdn", description="Temporal Difference Networks (CVPR 2021) on fused operators.")
     parser.add_argument("--version", action="version", version=f"tdn {_version()}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                       parser_class=CommandParser)
     for name in COMMANDS:
         if only is not None and name != only:
             continue

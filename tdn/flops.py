@@ -1,9 +1,9 @@
 """Counting multiply-accumulates (MACs) and parameters the way the TDN paper reports them.
 
-Convention (it reproduces every number of SPEC §7 - 35.65 / 71.30 GMACs for TDN-ResNet50 at
-T=8 / 16, 65.85 / 131.71 for ResNet-101, 4.09 per frame for TSN ResNet-50 - while counting
-convolutions and the classifier alone gives 71.28 at T=16, and adding batch norm, bias or
-ReLU terms overshoots every figure):
+Convention (it reproduces every number of docs/math.md §7 - 35.65 / 71.30 GMACs for
+TDN-ResNet50 at T=8 / 16, 65.85 / 131.71 for ResNet-101, 4.09 per frame for TSN ResNet-50 -
+while counting convolutions and the classifier alone gives 71.28 at T=16, and adding batch
+norm, bias or ReLU terms overshoots every figure):
 
 * convolutions (2-D, and the 1-D temporal shift): output elements x (in_channels/groups x
   kernel size); biases are not counted;

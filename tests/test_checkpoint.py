@@ -1,4 +1,5 @@
-"""tdn.checkpoint_io, tdn.models.factory and tdn.models.imagenet: the authors' formats, ours, conversion, ImageNet init."""
+"""Checkpoint files (tdn.checkpoint_io), loading them into models (tdn.models.factory) and
+ImageNet initialisation (tdn.models.imagenet): the authors' formats, ours, conversion."""
 
 from __future__ import annotations
 

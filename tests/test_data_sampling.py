@@ -1,4 +1,4 @@
-"""TSN snippet sampling (SPEC section 1) and the sharded, seeded sampler."""
+"""TSN snippet sampling (docs/math.md §1) and the sharded, seeded sampler."""
 
 import pytest
 import torch

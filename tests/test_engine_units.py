@@ -7,10 +7,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tdn.engine import (WarmupStepSchedule, apply_batch_norm_mode, atomic_torch_save,
-                        average_views, batch_to_input, build_optimizer, build_scheduler,
-                        capture_rng_state, classification_report, freeze_batch_norm_parameters,
-                        parameter_groups, restore_rng_state, topk_correct)
+from tdn.engine import (WarmupStepSchedule, apply_batch_norm_mode, average_views, batch_to_input,
+                        build_optimizer, build_scheduler, capture_rng_state,
+                        classification_report, freeze_batch_norm_parameters, parameter_groups,
+                        restore_rng_state, topk_correct)
+from tdn.fileio import atomic_torch_save
 
 
 def test_topk_correct_counts_and_caps_k():

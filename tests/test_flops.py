@@ -1,4 +1,5 @@
-"""tdn.flops and the flops / CLI commands: the paper's numbers (SPEC §7) and fused counting."""
+"""tdn.flops and the flops / CLI commands: the paper's numbers (docs/math.md §7) and fused
+counting."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("arch,segments,gmacs,digits", [
     ("tdn_resnet50", 8, 35.65, 2),
     ("tdn_resnet50", 16, 71.30, 2),
-    ("tdn_resnet101", 8, 65.9, 1),   # SPEC: "about 65.9 / 131.7"
+    ("tdn_resnet101", 8, 65.9, 1),   # the paper: "about 65.9 / 131.7"
     ("tdn_resnet101", 16, 131.7, 1),
 ])
 def test_macs_reproduce_the_authors(arch, segments, gmacs, digits):

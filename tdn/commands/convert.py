@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from tdn.engine.cli_support import positive_int
+from .common import positive_int
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

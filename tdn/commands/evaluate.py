@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 
+from .common import (add_data_options, add_runtime_options, positive_int, print_json_line,
+                     setup_logging)
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..engine.cli_support import add_data_options, add_runtime_options, positive_int
-
     parser = subparsers.add_parser(
         "evaluate", help="top-1/top-5/per-class accuracy and confusion matrix of a checkpoint",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,7 +46,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..engine.cli_support import print_json_line, setup_logging
     from ..engine.evaluator import EvalConfig, run_evaluation
 
     rank = int(os.environ.get("RANK", "0"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tdn.engine.cli_support import positive_int
+from .common import positive_int
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

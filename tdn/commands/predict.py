@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from .common import positive_int, setup_logging
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..engine.cli_support import positive_int
-
     parser = subparsers.add_parser(
         "predict", help="top-k labels and scores for video files",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,7 +43,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..data import read_class_names
-    from ..engine.cli_support import setup_logging
     from ..engine.distributed import resolve_device
     from ..engine.modelio import checkpoint_class_names, load_model_for_inference
     from ..engine.predictor import predict_videos

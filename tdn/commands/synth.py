@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 
+from .common import positive_int
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..engine.cli_support import positive_int
-
     parser = subparsers.add_parser(
         "synth", help="write a synthetic motion-only dataset (mp4 + annotation lists)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -16,9 +16,9 @@ import torch
 from torch.utils.data import Dataset
 
 from .annotations import VideoRecord
-from .decoding import (DecoderBackend, FrameReadError, read_folder_frames, read_video_sampled,
-                       resolve_backend)
-from .sampling import SNIPPET_LENGTH, SamplingMode, sample_frame_indices
+from .decoding import (DecoderName, FrameReadError, read_folder_frames, read_video_sampled,
+                       resolve_decoder)
+from .frame_sampling import SNIPPET_LENGTH, SamplingMode, sample_frame_indices
 
 Transform = Callable[[torch.Tensor, int, "torch.Generator | None"], tuple[torch.Tensor, int]]
 
@@ -86,7 +86,7 @@ class VideoDataset(Dataset):
     def __init__(self, records: Sequence[VideoRecord], num_segments: int, transform: Transform,
                  mode: SamplingMode = "val", num_clips: int = 1,
                  snippet_length: int = SNIPPET_LENGTH, image_template: str = "img_{:05d}.jpg",
-                 first_frame_index: int = 1, decoder: DecoderBackend = "auto"):
+                 first_frame_index: int = 1, decoder: DecoderName = "auto"):
         if not records:
             raise ValueError("records must not be empty")
         if num_segments < 1:
@@ -103,7 +103,7 @@ class VideoDataset(Dataset):
         self.snippet_length = snippet_length
         self.image_template = image_template
         self.first_frame_index = first_frame_index
-        self.decoder = resolve_backend(decoder)
+        self.decoder = resolve_decoder(decoder)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -14,7 +14,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 import torch
 
-DecoderBackend = Literal["auto", "pyav", "decord"]
+DecoderName = Literal["auto", "pyav", "decord"]
 
 
 class FrameReadError(RuntimeError):
@@ -30,14 +30,15 @@ def decord_available() -> bool:
     return importlib.util.find_spec("decord") is not None
 
 
-def resolve_backend(backend: DecoderBackend) -> str:
-    if backend == "auto":
+def resolve_decoder(decoder: DecoderName) -> str:
+    """The video decoder to use: ``"pyav"`` or ``"decord"`` (``"auto"``: decord if installed)."""
+    if decoder == "auto":
         return "decord" if decord_available() else "pyav"
-    if backend == "decord" and not decord_available():
-        raise ValueError("decoder backend 'decord' requested but decord is not installed")
-    if backend not in ("pyav", "decord"):
-        raise ValueError(f"decoder backend must be 'auto', 'pyav' or 'decord', got {backend!r}")
-    return backend
+    if decoder == "decord" and not decord_available():
+        raise ValueError("decoder 'decord' requested but decord is not installed")
+    if decoder not in ("pyav", "decord"):
+        raise ValueError(f"decoder must be 'auto', 'pyav' or 'decord', got {decoder!r}")
+    return decoder
 
 
 def _to_tensor(frames: Sequence[np.ndarray]) -> torch.Tensor:
@@ -69,7 +70,7 @@ def _pyav_decode(container, stream, path: str, indices: Sequence[int]) -> list[n
     if last_frame is None:
         raise FrameReadError(path, "no frame could be decoded")
     # Headers may over-count frames: indices past the last decoded frame are clamped to it,
-    # the same rule as for indices past the end of the video (SPEC section 1).
+    # the same rule as for indices past the end of the video (docs/math.md §1).
     missing = wanted - found.keys()
     if missing:
         tail = last_frame.to_ndarray(format="rgb24")
@@ -107,11 +108,11 @@ def _unreadable(path: str, error: Exception) -> FrameReadError:
 
 
 def read_video_sampled(
-    path: str, choose: Callable[[int], Sequence[int]], backend: DecoderBackend = "auto",
+    path: str, choose: Callable[[int], Sequence[int]], backend: DecoderName = "auto",
 ) -> torch.Tensor:
     """Open ``path`` once, ask ``choose(num_frames)`` which frames to read, and return them as
     ``(K, 3, H, W)`` uint8 RGB. Raises :class:`FrameReadError` when the file cannot be read."""
-    backend = resolve_backend(backend)
+    backend = resolve_decoder(backend)
     try:
         if backend == "decord":
             reader = _decord_reader(path)
@@ -136,9 +137,9 @@ def read_video_sampled(
     raise ValueError("choose() selected no frame")
 
 
-def video_frame_count(path: str, backend: DecoderBackend = "auto") -> int:
+def video_frame_count(path: str, backend: DecoderName = "auto") -> int:
     """Number of frames of a video file (from its header, or by demuxing when absent)."""
-    backend = resolve_backend(backend)
+    backend = resolve_decoder(backend)
     try:
         if backend == "decord":
             return len(_decord_reader(path))
@@ -150,7 +151,7 @@ def video_frame_count(path: str, backend: DecoderBackend = "auto") -> int:
 
 
 def read_video_frames(
-    path: str, indices: Sequence[int], backend: DecoderBackend = "auto",
+    path: str, indices: Sequence[int], backend: DecoderName = "auto",
 ) -> torch.Tensor:
     """Frames ``indices`` (0-based) of a video file as ``(K, 3, H, W)`` uint8 RGB."""
     if len(indices) == 0:

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .dataset import VideoDataset, collate_samples
-from .sampler import ShardedSampler
+from .sharded_sampler import ShardedSampler
 
 
 def build_loader(dataset: VideoDataset, batch_size: int, *, train: bool, num_replicas: int = 1,

@@ -17,6 +17,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..fileio import atomic_write, atomic_write_text
+
 DIRECTIONS = {  # class name -> (dy, dx) per unit of speed
     "moving_left": (0, -1),
     "moving_right": (0, 1),
@@ -56,25 +58,24 @@ def write_mp4(path: str, frames: np.ndarray, fps: int = 12) -> None:
     """Encode (K, H, W, 3) uint8 frames as H.264 (near-lossless), written atomically."""
     import av
 
-    temporary = f"{path}.tmp{os.getpid()}.mp4"
-    with av.open(temporary, mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "10", "preset": "veryfast"}
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+    def encode(temporary: str) -> None:
+        # The temporary's name does not end in .mp4, so the container format is named.
+        with av.open(temporary, mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps))
+            stream.height, stream.width = frames.shape[1:3]
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "10", "preset": "veryfast"}
+            for image in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(temporary, path)
+
+    atomic_write(path, encode)
 
 
 def _write_text(path: str, lines: list[str]) -> None:
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write("".join(line + "\n" for line in lines))
-    os.replace(temporary, path)
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 def write_motion_dataset(output: str, train_per_class: int = 48, val_per_class: int = 16,

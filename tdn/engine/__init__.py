@@ -1,7 +1,6 @@
 """Training, evaluation and prediction engine behind ``tdn train / evaluate / predict``.
 
-Names are imported on first use, so the command-line parser can import
-``tdn.engine.cli_support`` without paying for torch.
+Names are imported on first use: ``import tdn.engine`` does not pay for torch.
 """
 
 from __future__ import annotations
@@ -9,12 +8,13 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "tdn.engine.checkpoint": ["BEST_NAME", "CHECKPOINT_FORMAT", "LAST_NAME", "atomic_torch_save",
-                              "capture_rng_state", "load_training_state", "restore_rng_state"],
+    "tdn.engine.training_state": ["BEST_NAME", "CHECKPOINT_FORMAT", "LAST_NAME",
+                                  "capture_rng_state", "load_training_state",
+                                  "restore_rng_state"],
     "tdn.engine.distributed": ["DistributedContext", "setup_distributed",
                                "teardown_distributed"],
     "tdn.engine.evaluator": ["EvalConfig", "average_views", "collect_scores", "run_evaluation"],
-    "tdn.engine.inputs": ["batch_to_input"],
+    "tdn.engine.batches": ["batch_to_input"],
     "tdn.engine.metrics": ["ClassificationReport", "RunningMetrics", "classification_report",
                            "topk_correct"],
     "tdn.engine.modelio": ["load_model_for_inference"],
@@ -22,7 +22,8 @@ _EXPORTS = {
                          "build_optimizer", "build_scheduler", "freeze_batch_norm_parameters",
                          "parameter_groups"],
     "tdn.engine.predictor": ["Prediction", "predict_videos"],
-    "tdn.engine.trainer": ["TrainConfig", "run_training"],
+    "tdn.engine.train_config": ["TrainConfig"],
+    "tdn.engine.trainer": ["run_training"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -92,14 +92,6 @@ def gather_objects(obj: Any, context: DistributedContext) -> list[Any]:
     return gathered
 
 
-def broadcast_object(obj: Any, context: DistributedContext, source: int = 0) -> Any:
-    if not context.is_distributed:
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=source)
-    return holder[0]
-
-
 def barrier(context: DistributedContext) -> None:
     if context.is_distributed:
         dist.barrier()

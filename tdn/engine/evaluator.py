@@ -16,11 +16,12 @@ import torch
 import torch.nn as nn
 
 from ..data import EvalTransform, VideoDataset, build_loader, read_annotation_list, read_class_names
+from ..fileio import atomic_write_text
+from .batches import batch_to_input
 from .distributed import DistributedContext, gather_objects, setup_distributed, teardown_distributed
-from .inputs import batch_to_input
 from .metrics import classification_report
 from .modelio import checkpoint_class_names, load_model_for_inference
-from .reporting import atomic_write_text, plot_confusion
+from .reporting import plot_confusion
 from .trainer import autocast
 
 log = logging.getLogger("tdn")

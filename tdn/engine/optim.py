@@ -1,4 +1,5 @@
-"""Optimiser, learning-rate schedule and batch-norm modes of the authors' recipe (SPEC section 7)."""
+"""Optimiser, learning-rate schedule and batch-norm modes of the authors' recipe
+(docs/math.md §7)."""
 
 from __future__ import annotations
 

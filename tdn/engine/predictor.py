@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 
 from ..data import EvalTransform, SkippedItem, VideoDataset, VideoRecord
-from .inputs import batch_to_input
 from ..data.dataset import collate_samples
+from .batches import batch_to_input
 
 
 @dataclass

@@ -19,7 +19,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -28,93 +28,19 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data import (EvalTransform, TrainTransform, VideoDataset, build_loader,
                     read_annotation_list, read_class_names)
-from ..data.transforms import MULTI_SCALE_CROP_SCALES
-from . import checkpoint as ckpt
+from ..fileio import atomic_torch_save, atomic_write_text
+from . import training_state as ckpt
+from .batches import batch_to_input
 from .distributed import (DistributedContext, all_ranks_true, average_gradients, barrier,
                           gather_objects, setup_distributed, teardown_distributed)
-from .inputs import batch_to_input
 from .metrics import RunningMetrics
 from .modelio import build_from_config, model_config, training_metadata
 from .optim import (apply_batch_norm_mode, build_optimizer, build_scheduler,
                     freeze_batch_norm_parameters)
-from .reporting import atomic_write_text, plot_curves, write_history
+from .reporting import plot_curves, write_history
+from .train_config import TrainConfig
 
 log = logging.getLogger("tdn")
-
-
-@dataclass
-class TrainConfig:
-    """Everything ``tdn train`` can be told. Defaults: the authors' Something-Something recipe
-    (SPEC section 7) with a single process's batch."""
-
-    train_list: str
-    output: str
-    arch: str = "tdn_resnet50"
-    val_list: str | None = None
-    data_root: str | None = None
-    list_format: str = "auto"
-    image_template: str = "img_{:05d}.jpg"
-    first_frame_index: int = 1
-    decoder: str = "auto"
-    num_classes: int | None = None
-    class_names: str | None = None
-    segments: int = 8
-    input_size: int = 224
-    scale_size: int | None = None
-    crop_scales: Sequence[float] = MULTI_SCALE_CROP_SCALES
-    flip: bool = True
-    flip_label_swaps: dict[int, int] = field(default_factory=dict)
-    epochs: int = 60
-    batch_size: int = 8
-    val_batch_size: int | None = None
-    lr: float = 0.01
-    lr_steps: Sequence[float] = (30, 45, 55)
-    lr_gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    clip_grad_norm: float | None = 20.0
-    dropout: float = 0.5
-    bn_mode: str = "train"
-    sync_bn: bool = False
-    fc_lr5: bool = False
-    pretrained: str | None = None
-    backend: str | None = None
-    amp: bool = False
-    channels_last: bool = False
-    accumulate: int = 1
-    workers: int = 4
-    device: str = "auto"
-    seed: int = 0
-    resume: str | None = None
-    eval_every: int = 1
-    checkpoint_every: int = 0
-    stop_after_steps: int = 0
-    progress: bool = True
-
-    def validate(self) -> None:
-        positive = ("segments", "input_size", "epochs", "batch_size", "accumulate", "eval_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        for name in ("workers", "checkpoint_every", "stop_after_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
-            raise ValueError(f"clip_grad_norm must be > 0 (or None), got {self.clip_grad_norm}")
-        if not os.path.isfile(self.train_list):
-            raise FileNotFoundError(f"train list not found: {self.train_list}")
-        if self.val_list is not None and not os.path.isfile(self.val_list):
-            raise FileNotFoundError(f"val list not found: {self.val_list}")
-
-    def as_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
-        values["crop_scales"] = list(self.crop_scales)
-        values["lr_steps"] = list(self.lr_steps)
-        values["flip_label_swaps"] = {str(k): v for k, v in self.flip_label_swaps.items()}
-        return values
 
 
 # ----------------------------------------------------------------------------- data
@@ -371,7 +297,7 @@ def _save(path_names: Sequence[str], trainer: Trainer, progress: Progress, extra
         "best_top1": progress.best_top1, "best_epoch": progress.best_epoch, **extra,
     }
     for name in path_names:
-        ckpt.atomic_torch_save(state, os.path.join(trainer.config.output, name))
+        atomic_torch_save(state, os.path.join(trainer.config.output, name))
 
 
 def _restore(path: str, trainer: Trainer, recorded_model: dict) -> Progress:

@@ -1,4 +1,4 @@
-"""Residual blocks: plain ResNet blocks and their TDN versions (SPEC §3).
+"""Residual blocks: plain ResNet blocks and their TDN versions (docs/math.md §3).
 
 Attribute names follow torchvision / the authors' fbresnet (``conv1, bn1, conv2, bn2, conv3,
 bn3, downsample`` and, in TDN blocks, ``mse`` and ``shift``) so checkpoints map 1:1.
@@ -91,7 +91,8 @@ class _TemporalDifferenceMixin:
 
 
 class TDNBottleneck(_TemporalDifferenceMixin, Bottleneck):
-    """SPEC §3: ``relu(bn1(conv1))`` -> L-TDM -> shift -> ``relu(bn2(conv2))`` -> ``bn3(conv3)``."""
+    """``relu(bn1(conv1))`` -> L-TDM -> shift -> ``relu(bn2(conv2))`` -> ``bn3(conv3)``
+    (docs/math.md §3)."""
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: nn.Module | None = None, conv_bias: bool = True, *,

@@ -1,4 +1,4 @@
-"""Checking and flattening the clip tensors that TDN and TSN models take (SPEC §1)."""
+"""Checking and flattening the clip tensors that TDN and TSN models take (docs/math.md §1)."""
 
 from __future__ import annotations
 

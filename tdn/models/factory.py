@@ -22,16 +22,14 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..checkpoint_io import (CLASSIFIER_PREFIX, IGNORED_PREFIXES, CheckpointError, StateDict,
-                             canonical_keys, checkpoint_metadata, is_video_checkpoint,
+from ..checkpoint_io import (CLASSIFIER_PREFIX, IGNORED_PREFIXES, SHOWN_KEYS, CheckpointError,
+                             StateDict, canonical_keys, checkpoint_metadata, is_video_checkpoint,
                              read_state_dict, save_state_dict, unwrap_model, unwrap_state_dict)
 from .imagenet import load_imagenet_weights
 from .registry import model_entry_point
 from .resnet import RESNETS
 
 log = logging.getLogger("tdn")
-
-_SHOWN = 8  # how many keys a report lists per category
 
 
 # ----------------------------------------------------------------------------------- building
@@ -106,8 +104,8 @@ class LoadReport:
                          f"{_some(self.unexpected)}")
         if self.mismatched:
             shown = ", ".join(f"{k} checkpoint {list(a)} vs model {list(b)}"
-                              for k, a, b in self.mismatched[:_SHOWN])
-            more = len(self.mismatched) - _SHOWN
+                              for k, a, b in self.mismatched[:SHOWN_KEYS])
+            more = len(self.mismatched) - SHOWN_KEYS
             lines.append(f"  shape mismatches ({len(self.mismatched)}): {shown}"
                          + (f", ... {more} more" if more > 0 else ""))
         lines += [f"  hint: {h}" for h in self.hints]
@@ -115,8 +113,8 @@ class LoadReport:
 
 
 def _some(keys: list[str]) -> str:
-    more = len(keys) - _SHOWN
-    return ", ".join(keys[:_SHOWN]) + (f", ... {more} more" if more > 0 else "")
+    more = len(keys) - SHOWN_KEYS
+    return ", ".join(keys[:SHOWN_KEYS]) + (f", ... {more} more" if more > 0 else "")
 
 
 def _compare(model: nn.Module, state: StateDict, backbone_only: bool, source: str) -> LoadReport:

@@ -5,7 +5,7 @@ Accepted sources: torchvision ResNet state dicts (``conv1.weight``, ``bn1.*``, `
 convolution; its classifier is ``last_linear``), optionally wrapped in ``'state_dict'`` /
 ``'model'`` or prefixed with ``module.``.
 
-For TDN (SPEC §2.5, and what the authors' ``TDN_Net.__init__`` does):
+For TDN (docs/math.md §2.5, and what the authors' ``TDN_Net.__init__`` does):
 
 * ``conv1, bn1, layer1..4`` -> ``conv1, bn1, layer1_bak..layer4_bak``;
 * ``layer1`` also -> ``resnext_layer1`` (the difference path's own copy);
@@ -97,7 +97,8 @@ def _strip_module(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def inflate_conv1(weight: torch.Tensor, frames: int = 4) -> torch.Tensor:
-    """(64, 3, k, k) RGB kernel -> (64, 3*frames, k, k): channel mean repeated (SPEC §2.5)."""
+    """(64, 3, k, k) RGB kernel -> (64, 3*frames, k, k): channel mean repeated
+    (docs/math.md §2.5)."""
     return weight.mean(dim=1, keepdim=True).expand(-1, 3 * frames, -1, -1).contiguous()
 
 

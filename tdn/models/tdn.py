@@ -27,7 +27,8 @@ MIN_FRAME_SIZE = 33
 
 
 def default_fusion_weights(num_segments: int) -> tuple[float, float]:
-    """(alpha, beta) of the S-TDM lateral connections, as the authors chose them (docs/math.md §2.4)."""
+    """(alpha, beta) of the S-TDM lateral connections, as the authors chose them
+    (docs/math.md §2.4)."""
     return (0.5, 0.5) if num_segments == 8 else (0.75, 0.25)
 
 

@@ -1,4 +1,4 @@
-"""From a collated uint8 batch to the float tensor the models take (SPEC section 1)."""
+"""From a collated uint8 batch to the float tensor the models take (docs/math.md §1)."""
 
 from __future__ import annotations
 

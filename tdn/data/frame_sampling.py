@@ -1,4 +1,4 @@
-"""TSN sampling of ``T`` snippets of ``L`` consecutive frames (SPEC section 1).
+"""TSN sampling of ``T`` snippets of ``L`` consecutive frames (docs/math.md §1).
 
 Snippet starts live in ``[0, n)`` with ``n = max(num_frames - L + 1, 1)``, the positions at
 which a whole snippet fits (or just 0 for videos shorter than one snippet). That range is cut

@@ -1,4 +1,6 @@
-"""Training state on disk: written atomically, read with ``weights_only=True``.
+"""Training state on disk (``tdn train --resume``): read with ``weights_only=True``.
+
+The trainer writes it with :func:`tdn.fileio.atomic_torch_save`.
 
 A training checkpoint is a plain dict (tensors, numbers, strings, lists, dicts only, so the
 safe unpickler reads it)::
@@ -10,7 +12,7 @@ safe unpickler reads it)::
     state_dict    the network's parameters and buffers (no DDP ``module.`` prefix); the same
                   key that the authors' checkpoints use, so ``tdn.load_checkpoint`` reads it
     model         {"arch", "num_classes", "num_segments", "dropout", "input_size"}
-    metadata      the same as strings, in tdn.checkpoint's format (``tdn.load_model`` reads it)
+    metadata      the same as strings, in tdn.checkpoint_io's format (``tdn.load_model`` reads it)
     optimizer, scheduler, scaler   their ``state_dict()``
     rng           one entry per rank: torch CPU / CUDA, Python ``random`` and NumPy states
     history       one dict of metrics per epoch (for the logs and curves)
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,20 +30,6 @@ import torch
 CHECKPOINT_FORMAT = "tdn-training-state"
 LAST_NAME = "checkpoint_last.pt"
 BEST_NAME = "checkpoint_best.pt"
-
-
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``: a
-    crash mid-write leaves the previous file intact, never a truncated one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def load_training_state(path: str) -> dict:
