@@ -1,5 +1,6 @@
 // Helpers shared by the CPU and CUDA bindings: the layout rule, output allocation, the
-// nearest-neighbour index of F.interpolate, and argument checks for direct torch.ops calls.
+// nearest-neighbour index of F.interpolate and (..., c, H, W) bookkeeping. The argument checks
+// are in op_checks.h.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -72,39 +73,6 @@ inline std::vector<int64_t> with_spatial(at::IntArrayRef sizes, int64_t h, int64
   out[out.size() - 2] = h;
   out[out.size() - 1] = w;
   return out;
-}
-
-inline void check_floating(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), name, " must be a floating-point tensor, got ",
-              t.scalar_type());
-}
-
-inline void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref,
-                       const char* ref_name) {
-  TORCH_CHECK(t.device() == ref.device(), name, " is on ", t.device(), " but ", ref_name, " is on ",
-              ref.device());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), name, " has dtype ", t.scalar_type(), " but ",
-              ref_name, " has dtype ", ref.scalar_type());
-}
-
-inline void check_same_shape(const at::Tensor& t, const char* name, const at::Tensor& ref,
-                             const char* ref_name) {
-  check_like(t, name, ref, ref_name);
-  TORCH_CHECK(t.sizes() == ref.sizes(), name, " must have the shape of ", ref_name, " ",
-              ref.sizes(), ", got ", t.sizes());
-}
-
-inline void check_segments(const at::Tensor& t, const char* name, int64_t num_segments) {
-  TORCH_CHECK(num_segments >= 1, "num_segments must be >= 1, got ", num_segments);
-  TORCH_CHECK(t.size(0) % num_segments == 0, name, ".shape[0] (", t.size(0),
-              ") must be N*T, a multiple of num_segments (", num_segments, ")");
-}
-
-inline void check_weight(const at::Tensor& weight, const at::Tensor& x) {
-  check_like(weight, "weight", x, "x");
-  TORCH_CHECK(weight.dim() == 3 && weight.size(0) == x.size(1) && weight.size(1) == 1 &&
-                  weight.size(2) == 3,
-              "weight must have shape (C, 1, 3) = (", x.size(1), ", 1, 3), got ", weight.sizes());
 }
 
 }  // namespace tdn

@@ -1,15 +1,59 @@
-// Argument checks of every operator, shared by the CPU kernels and the CUDA binding so that a
-// direct torch.ops.tdn_ops call fails with the same message on either device. (The Python
-// wrappers check first, with the same wording; these guard the native entry points.)
+// Argument checks of every operator, forward and backward, shared by the CPU kernels and the
+// CUDA binding so that a direct torch.ops.tdn_ops call is refused by the same rule, with the
+// same message, on either device. (The Python wrappers in tdn_ops/_checks.py check first, with
+// the same wording; these guard the native entry points.) The device-specific part, that the
+// primary input lives on the kernels' device, stays with each binding.
 #pragma once
 
-#include "common.h"
+#include <ATen/ATen.h>
 
 namespace tdn {
 
+// ------------------------------------------------------------------------- building blocks
+
+// The dtypes every kernel is instantiated for (and the Python checks accept).
+inline bool is_kernel_dtype(at::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
+}
+
+inline void check_dtype(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(is_kernel_dtype(t.scalar_type()), name,
+              " must be float32, float64, float16 or bfloat16, got ", t.scalar_type());
+}
+
+inline void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref,
+                       const char* ref_name) {
+  TORCH_CHECK(t.device() == ref.device(), name, " is on ", t.device(), " but ", ref_name, " is on ",
+              ref.device());
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), name, " has dtype ", t.scalar_type(), " but ",
+              ref_name, " has dtype ", ref.scalar_type());
+}
+
+inline void check_same_shape(const at::Tensor& t, const char* name, const at::Tensor& ref,
+                             const char* ref_name) {
+  check_like(t, name, ref, ref_name);
+  TORCH_CHECK(t.sizes() == ref.sizes(), name, " must have the shape of ", ref_name, " ",
+              ref.sizes(), ", got ", t.sizes());
+}
+
+inline void check_segments(const at::Tensor& t, const char* name, int64_t num_segments) {
+  TORCH_CHECK(num_segments >= 1, "num_segments must be >= 1, got ", num_segments);
+  TORCH_CHECK(t.size(0) % num_segments == 0, name, ".shape[0] (", t.size(0),
+              ") must be N*T, a multiple of num_segments (", num_segments, ")");
+}
+
+inline void check_weight(const at::Tensor& weight, const at::Tensor& x) {
+  check_like(weight, "weight", x, "x");
+  TORCH_CHECK(weight.dim() == 3 && weight.size(0) == x.size(1) && weight.size(1) == 1 &&
+                  weight.size(2) == 3,
+              "weight must have shape (C, 1, 3) = (", x.size(1), ", 1, 3), got ", weight.sizes());
+}
+
+// ------------------------------------------------------------------------- per operator
+
 inline void check_temporal_diff_pool(const at::Tensor& x, int64_t frames, int64_t k) {
   TORCH_CHECK(x.dim() == 4, "x must be a 4-D tensor (B, frames*c, H, W), got ", x.sizes());
-  check_floating(x, "x");
+  check_dtype(x, "x");
   TORCH_CHECK(frames >= 2, "frames must be >= 2, got ", frames);
   TORCH_CHECK(k >= 1, "kernel_size must be >= 1, got ", k);
   TORCH_CHECK(x.size(1) % frames == 0, "x has ", x.size(1),
@@ -21,6 +65,7 @@ inline void check_temporal_diff_pool(const at::Tensor& x, int64_t frames, int64_
 inline void check_temporal_diff_pool_backward(const at::Tensor& g, int64_t frames, int64_t k,
                                               int64_t H, int64_t W) {
   TORCH_CHECK(g.dim() == 4, "grad_out must be 4-D, got ", g.sizes());
+  check_dtype(g, "grad_out");
   TORCH_CHECK(frames >= 2 && k >= 1, "frames must be >= 2 and kernel_size >= 1");
   TORCH_CHECK(g.size(1) % (frames - 1) == 0, "grad_out channels must be (frames-1)*c");
   TORCH_CHECK(g.size(2) == H / k && g.size(3) == W / k, "grad_out spatial size ", g.sizes(),
@@ -30,7 +75,7 @@ inline void check_temporal_diff_pool_backward(const at::Tensor& g, int64_t frame
 inline void check_cross_segment_diff(const at::Tensor& feat, const at::Tensor& aligned,
                                      int64_t num_segments) {
   TORCH_CHECK(feat.dim() == 4, "feat must be a 4-D tensor (N*T, c, H, W), got ", feat.sizes());
-  check_floating(feat, "feat");
+  check_dtype(feat, "feat");
   check_same_shape(aligned, "aligned", feat, "feat");
   check_segments(feat, "feat", num_segments);
   TORCH_CHECK(feat.size(2) >= 2 && feat.size(3) >= 2, "feat has spatial size ", feat.size(2), "x",
@@ -41,6 +86,7 @@ inline void check_cross_segment_diff_backward(const at::Tensor& gd, const at::Te
                                               int64_t num_segments) {
   TORCH_CHECK(gd.dim() == 5 && gd.size(0) == 2, "grad_diff must be (2, N*T, c, H, W), got ",
               gd.sizes());
+  check_dtype(gd, "grad_diff");
   TORCH_CHECK(gp.dim() == 5 && gp.size(0) == 2 && gp.size(1) == gd.size(1) &&
                   gp.size(2) == gd.size(2) && gp.size(3) == gd.size(3) / 2 &&
                   gp.size(4) == gd.size(4) / 2,
@@ -53,7 +99,7 @@ inline void check_cross_segment_diff_backward(const at::Tensor& gd, const at::Te
 inline void check_multiscale_sum(const at::Tensor& diff, const at::Tensor& pooled,
                                  const at::Tensor& full) {
   TORCH_CHECK(diff.dim() >= 3, "diff must be (..., c, H, W), got ", diff.sizes());
-  check_floating(diff, "diff");
+  check_dtype(diff, "diff");
   check_same_shape(full, "full_branch", diff, "diff");
   check_like(pooled, "pooled_branch", diff, "diff");
   TORCH_CHECK(pooled.dim() == diff.dim() &&
@@ -64,17 +110,18 @@ inline void check_multiscale_sum(const at::Tensor& diff, const at::Tensor& poole
               "pooled_branch has an empty spatial size");
 }
 
-// Backward of an upsampling operator: grad_out (..., c, H, W) with `min_dim` dims at least
-// (exactly 4 for lateral_fuse), and the small map's size h x w.
+// Backward of an upsampling operator: grad_out (..., c, H, W), exactly 4-D when `four_d`
+// (lateral_fuse), and the small map's size h x w.
 inline void check_upsample_backward(const at::Tensor& g, int64_t h, int64_t w, bool four_d) {
   TORCH_CHECK(four_d ? g.dim() == 4 : g.dim() >= 3, "grad_out must be ",
               four_d ? "(N*T, C, H, W)" : "(..., c, H, W)", ", got ", g.sizes());
+  check_dtype(g, "grad_out");
   TORCH_CHECK(h >= 1 && w >= 1, "the upsampled map's size must be positive, got ", h, "x", w);
 }
 
 inline void check_lateral_fuse(const at::Tensor& x, const at::Tensor& d) {
   TORCH_CHECK(x.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x.sizes());
-  check_floating(x, "x");
+  check_dtype(x, "x");
   check_like(d, "d", x, "x");
   TORCH_CHECK(d.dim() == 4 && d.size(0) == x.size(0) && d.size(1) == x.size(1) && d.size(2) >= 1 &&
                   d.size(3) >= 1,
@@ -84,7 +131,7 @@ inline void check_lateral_fuse(const at::Tensor& x, const at::Tensor& d) {
 // Excitation inputs; `grad` (backward) may be null.
 inline void check_excitation(const at::Tensor& x, const at::Tensor& y_fwd, const at::Tensor& y_bwd,
                              const at::Tensor* grad = nullptr) {
-  check_floating(x, "x");
+  check_dtype(x, "x");
   if (grad) check_same_shape(*grad, "grad_out", x, "x");
   check_same_shape(y_fwd, "y_fwd", x, "x");
   check_same_shape(y_bwd, "y_bwd", x, "x");
@@ -95,7 +142,7 @@ inline void check_shift(const at::Tensor& x, const at::Tensor& weight, int64_t n
                         const at::Tensor* y_fwd, const at::Tensor* y_bwd,
                         const at::Tensor* grad = nullptr) {
   TORCH_CHECK(x.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x.sizes());
-  check_floating(x, "x");
+  check_dtype(x, "x");
   check_segments(x, "x", num_segments);
   check_weight(weight, x);
   if (grad) check_same_shape(*grad, "grad_out", x, "x");

@@ -19,7 +19,8 @@ namespace tdn {
 namespace cuda {
 namespace {
 
-DType dtype_of(const at::Tensor& t, const char* name) {
+// The launchers' element type. Every entry point has checked the dtype first (op_checks.h).
+DType dtype_of(const at::Tensor& t) {
   switch (t.scalar_type()) {
     case at::kFloat:
       return DType::kFloat32;
@@ -32,7 +33,7 @@ DType dtype_of(const at::Tensor& t, const char* name) {
     default:
       break;
   }
-  TORCH_CHECK(false, name, " must be float32, float16, bfloat16 or float64, got ", t.scalar_type());
+  TORCH_INTERNAL_ASSERT(false, "unchecked dtype ", t.scalar_type());
   return DType::kFloat32;  // unreachable
 }
 
@@ -61,7 +62,7 @@ at::Tensor temporal_diff_pool_cuda(const at::Tensor& x_in, int64_t frames, int64
   auto out = empty_4d(x, {B, c * (frames - 1), H / k, W / k}, fmt);
   if (out.numel() == 0) return out;
   check_launch(
-      temporal_diff_pool_forward(x.const_data_ptr(), out.mutable_data_ptr(), dtype_of(x, "x"), B,
+      temporal_diff_pool_forward(x.const_data_ptr(), out.mutable_data_ptr(), dtype_of(x), B,
                                  frames, c, H, W, k, is_channels_last(fmt), current_stream()),
       "temporal_diff_pool");
   return out;
@@ -78,7 +79,7 @@ at::Tensor temporal_diff_pool_backward_cuda(const at::Tensor& g_in, int64_t fram
   auto gx = empty_4d(g, {B, c * frames, H, W}, fmt);
   if (gx.numel() == 0) return gx;
   check_launch(temporal_diff_pool_backward(g.const_data_ptr(), gx.mutable_data_ptr(),
-                                           dtype_of(g, "grad_out"), B, frames, c, H, W, k,
+                                           dtype_of(g), B, frames, c, H, W, k,
                                            is_channels_last(fmt), current_stream()),
                "temporal_diff_pool_backward");
   return gx;
@@ -102,7 +103,7 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cuda(const at::Tensor& fea
   check_launch(cross_segment_diff_forward(
                    feat.const_data_ptr(), aligned.const_data_ptr(), diff[0].mutable_data_ptr(),
                    diff[1].mutable_data_ptr(), pooled[0].mutable_data_ptr(),
-                   pooled[1].mutable_data_ptr(), dtype_of(feat, "feat"), B, C, H, W, num_segments,
+                   pooled[1].mutable_data_ptr(), dtype_of(feat), B, C, H, W, num_segments,
                    is_channels_last(fmt), current_stream()),
                "cross_segment_diff");
   return {diff, pooled};
@@ -123,7 +124,7 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cuda(const at::Te
   check_launch(cross_segment_diff_backward(
                    gd[0].const_data_ptr(), gd[1].const_data_ptr(), gp[0].const_data_ptr(),
                    gp[1].const_data_ptr(), g_feat.mutable_data_ptr(), g_aligned.mutable_data_ptr(),
-                   dtype_of(gd[0], "grad_diff"), gd[0].size(0), gd[0].size(1), gd[0].size(2),
+                   dtype_of(gd[0]), gd[0].size(0), gd[0].size(1), gd[0].size(2),
                    gd[0].size(3), num_segments, is_channels_last(fmt), current_stream()),
                "cross_segment_diff_backward");
   return {g_feat, g_aligned};
@@ -149,7 +150,7 @@ at::Tensor multiscale_sum_cuda(const at::Tensor& diff_in, const at::Tensor& pool
     constexpr double third = 1.0 / 3.0;
     check_launch(
         upsample_combine_forward(d.const_data_ptr(), p.const_data_ptr(), f.const_data_ptr(),
-                                 out.mutable_data_ptr(), dtype_of(d, "diff"), d.size(0), C, H, W, h,
+                                 out.mutable_data_ptr(), dtype_of(d), d.size(0), C, H, W, h,
                                  w, third, third, third, is_channels_last(fmt), current_stream()),
         "multiscale_sum");
   }
@@ -170,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cuda(const at::Tensor
   if (g.numel() > 0) {
     constexpr double third = 1.0 / 3.0;
     check_launch(upsample_combine_backward(g.const_data_ptr(), g_third.mutable_data_ptr(),
-                                           g_pooled.mutable_data_ptr(), dtype_of(g, "grad_out"),
+                                           g_pooled.mutable_data_ptr(), dtype_of(g),
                                            g.size(0), C, H, W, h, w, third, third,
                                            is_channels_last(fmt), current_stream()),
                  "multiscale_sum_backward");
@@ -190,7 +191,7 @@ at::Tensor lateral_fuse_cuda(const at::Tensor& x_in, const at::Tensor& d_in, dou
   auto out = empty_4d(x, x.sizes(), fmt);
   if (out.numel() == 0) return out;
   check_launch(upsample_combine_forward(x.const_data_ptr(), d.const_data_ptr(), nullptr,
-                                        out.mutable_data_ptr(), dtype_of(x, "x"), x.size(0),
+                                        out.mutable_data_ptr(), dtype_of(x), x.size(0),
                                         x.size(1), x.size(2), x.size(3), d.size(2), d.size(3),
                                         alpha, beta, 0.0, is_channels_last(fmt), current_stream()),
                "lateral_fuse");
@@ -213,7 +214,7 @@ std::tuple<at::Tensor, at::Tensor> lateral_fuse_backward_cuda(const at::Tensor& 
   }
   check_launch(
       upsample_combine_backward(g.const_data_ptr(), gx.mutable_data_ptr(), gd.mutable_data_ptr(),
-                                dtype_of(g, "grad_out"), g.size(0), g.size(1), g.size(2), g.size(3),
+                                dtype_of(g), g.size(0), g.size(1), g.size(2), g.size(3),
                                 h, w, alpha, beta, is_channels_last(fmt), current_stream()),
       "lateral_fuse_backward");
   return {gx, gd};
@@ -224,8 +225,8 @@ std::tuple<at::Tensor, at::Tensor> lateral_fuse_backward_cuda(const at::Tensor& 
 
 at::Tensor bidirectional_excitation_cuda(const at::Tensor& x_in, const at::Tensor& yf_in,
                                          const at::Tensor& yb_in) {
-  check_cuda(x_in, "x");
   check_excitation(x_in, yf_in, yb_in);
+  check_cuda(x_in, "x");
   const c10::cuda::CUDAGuard guard(x_in.device());
   const auto fmt = layout_of(x_in);
   const auto x = x_in.contiguous(fmt), yf = yf_in.contiguous(fmt), yb = yb_in.contiguous(fmt);
@@ -233,7 +234,7 @@ at::Tensor bidirectional_excitation_cuda(const at::Tensor& x_in, const at::Tenso
   if (x.numel() == 0) return out;
   check_launch(
       excitation_forward(x.const_data_ptr(), yf.const_data_ptr(), yb.const_data_ptr(),
-                         out.mutable_data_ptr(), dtype_of(x, "x"), x.numel(), current_stream()),
+                         out.mutable_data_ptr(), dtype_of(x), x.numel(), current_stream()),
       "bidirectional_excitation");
   return out;
 }
@@ -241,8 +242,8 @@ at::Tensor bidirectional_excitation_cuda(const at::Tensor& x_in, const at::Tenso
 std::tuple<at::Tensor, at::Tensor, at::Tensor> bidirectional_excitation_backward_cuda(
     const at::Tensor& g_in, const at::Tensor& x_in, const at::Tensor& yf_in,
     const at::Tensor& yb_in) {
-  check_cuda(x_in, "x");
   check_excitation(x_in, yf_in, yb_in, &g_in);
+  check_cuda(x_in, "x");
   const c10::cuda::CUDAGuard guard(x_in.device());
   const auto fmt = layout_of(x_in);
   const auto g = g_in.contiguous(fmt), x = x_in.contiguous(fmt);
@@ -254,7 +255,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bidirectional_excitation_backward
   check_launch(
       excitation_backward(g.const_data_ptr(), x.const_data_ptr(), yf.const_data_ptr(),
                           yb.const_data_ptr(), dx.mutable_data_ptr(), dyf.mutable_data_ptr(),
-                          dyb.mutable_data_ptr(), dtype_of(x, "x"), x.numel(), current_stream()),
+                          dyb.mutable_data_ptr(), dtype_of(x), x.numel(), current_stream()),
       "bidirectional_excitation_backward");
   return {dx, dyf, dyb};
 }
@@ -286,7 +287,7 @@ at::Tensor shift_forward_cuda(const at::Tensor& x_in, const at::Tensor* yf_in,
   if (x.numel() == 0) return out;
   check_launch(shift_forward(x.const_data_ptr(), yf.defined() ? yf.const_data_ptr() : nullptr,
                              yb.defined() ? yb.const_data_ptr() : nullptr, w.const_data_ptr(),
-                             out.mutable_data_ptr(), dtype_of(x, "x"),
+                             out.mutable_data_ptr(), dtype_of(x),
                              shift_shape(x, num_segments, fmt), current_stream()),
                op);
   return out;
@@ -315,7 +316,7 @@ std::vector<at::Tensor> shift_backward_cuda(const at::Tensor& g_in, const at::Te
   auto dx = at::empty(x.sizes(), opts);
   auto dw = at::empty(w_in.sizes(), w_in.options());  // fully written by the launcher
   const ShiftShape shape = shift_shape(x, num_segments, fmt);
-  const DType dtype = dtype_of(x, "x");
+  const DType dtype = dtype_of(x);
   // Scratch of the deterministic two-stage weight-gradient reduction (stream-ordered by the
   // caching allocator, so no synchronisation).
   const auto workspace =
