@@ -43,32 +43,29 @@ except ImportError:
 
 import torch  # noqa: E402
 
-from tdm_bench import operators, profiles, report, results, targets  # noqa: E402
-from tdm_bench.context import DTYPES, RunContext  # noqa: E402
+from tdm_bench import results, sections, sizes, tables, targets  # noqa: E402
 from tdm_bench.implementations import FUSED_BACKENDS, fused_backends  # noqa: E402
+from tdm_bench.sections import SECTIONS  # noqa: E402
+from tdm_bench.sections.common import DTYPES, RunContext  # noqa: E402
 from tdm_bench.timing import Budget, cache_bytes, copy_bandwidth  # noqa: E402
 
-SECTIONS = ("ops", "modules", "model")
 
-
-def _section_module(name: str):
-    # modules/model import the network lazily: the ops section runs without it.
-    if name == "ops":
-        return operators
-    if name == "modules":
-        from tdm_bench import modules
-        return modules
-    from tdm_bench import model
-    return model
+def _names(parser: argparse.ArgumentParser, option: str, text: str, allowed) -> list[str]:
+    """A comma-separated option value as a list of names, each one of ``allowed``."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        parser.error(f"{option} must name some of {tuple(allowed)}, got {bad or 'nothing'}")
+    return names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench_tdm.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="sizes (--size, or the --quick / --full shortcuts):\n" + profiles.describe())
+        epilog="sizes (--size, or the --quick / --full shortcuts):\n" + sizes.describe())
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--size", choices=tuple(profiles.PROFILES), default=None,
+    size.add_argument("--size", choices=tuple(sizes.SIZES), default=None,
                       help="how large and how long (default: quick on a CPU, standard on a "
                       "GPU)")
     size.add_argument("--quick", dest="size", action="store_const", const="quick",
@@ -104,10 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="free text stored with the run")
     args = parser.parse_args(argv)
 
-    args.sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
-    bad = [s for s in args.sections if s not in SECTIONS]
-    if bad or not args.sections:
-        parser.error(f"--sections must name some of {SECTIONS}, got {bad or 'nothing'}")
+    args.sections = tuple(_names(parser, "--sections", args.sections, SECTIONS))
     if args.segments < 1:
         parser.error(f"--segments must be >= 1, got {args.segments}")
     if args.threads is not None and args.threads < 1:
@@ -127,16 +121,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.size is None:
         args.size = "standard" if args.device.type == "cuda" else "quick"
     default_dtypes = "float32,bfloat16" if args.device.type == "cuda" else "float32"
-    names = [d.strip() for d in (args.dtype or default_dtypes).split(",") if d.strip()]
-    bad = [d for d in names if d not in DTYPES]
-    if bad or not names:
-        parser.error(f"--dtype must name some of {tuple(DTYPES)}, got {bad or 'nothing'}")
-    args.dtypes = [DTYPES[d] for d in names]
+    args.dtypes = [DTYPES[d] for d in _names(parser, "--dtype", args.dtype or default_dtypes,
+                                             DTYPES)]
     if args.backends is not None:
-        args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-        bad = [b for b in args.backends if b not in FUSED_BACKENDS]
-        if bad:
-            parser.error(f"--backends must name some of {FUSED_BACKENDS}, got {bad}")
+        args.backends = _names(parser, "--backends", args.backends, FUSED_BACKENDS)
     if args.rotate_mb is None:
         args.rotate_mb = 1024 if args.device.type == "cuda" else 256
     if args.rotate_mb <= 0:
@@ -161,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         # As in the authors' training code: cuDNN picks the fastest convolution algorithms
         # during the warm-up calls (the modules and model sections warm up before timing).
         torch.backends.cudnn.benchmark = True
-    profile = profiles.get(args.size, compile_reference=False if args.no_compile else None)
-    env = results.environment(args.device, profile.name, REPO,
+    size = sizes.get(args.size, compile_reference=False if args.no_compile else None)
+    env = results.environment(args.device, size.name, REPO,
                               sys.argv[:1] + list(argv if argv is not None else sys.argv[1:]))
     env["note"] = args.note
     if args.device.type == "cuda":
@@ -177,13 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     env["rotate_cap_mib"] = args.rotate_mb
     env["cache_bytes"] = cache_bytes(args.device)
     res = results.Results(env)
-    ctx = RunContext(device=args.device, profile=profile, dtypes=args.dtypes,
+    ctx = RunContext(device=args.device, size=size, dtypes=args.dtypes,
                      segments=args.segments, results=res, fused_backends=chosen,
                      rotate_cap_bytes=int(args.rotate_mb * 2**20),
                      channels_last=args.channels_last)
 
     print(f"bench_tdm: {env['device_name']} | torch {env['torch']} | commit {env['commit']} | "
-          f"size {profile.name} | sections {','.join(args.sections)} | dtypes "
+          f"size {size.name} | sections {','.join(args.sections)} | dtypes "
           f"{','.join(map(str, args.dtypes))}".replace("torch.", ""))
     print(f"fused backends: {', '.join(chosen) or 'none'}"
           + ("" if chosen else " (only the reference runs: build tdn_ops._C for 'cpu'/'cuda')")
@@ -205,12 +193,12 @@ def main(argv: list[str] | None = None) -> int:
               f"(copy_ through a {copy_bytes / 2**20:.0f} MiB working set, the operators' "
               "rotation footprint)")
 
-    sections = {}
+    chosen_sections = {}
     planned = 0
     for name in args.sections:
         try:
-            sections[name] = _section_module(name)
-            planned += sections[name].planned_steps(ctx)
+            chosen_sections[name] = sections.load(name)
+            planned += chosen_sections[name].planned_steps(ctx)
         except Exception as exc:  # noqa: BLE001 - report it and run the other sections
             ctx.log(f"[{name}] cannot run: {type(exc).__name__}: {exc}")
             res.add(section=name, name=name, status="error",
@@ -218,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx.progress = _progress(planned, not args.no_progress)
     started = time.perf_counter()
     env["section_seconds"] = {}
-    for name, module in sections.items():
+    for name, module in chosen_sections.items():
         section_start = time.perf_counter()
         try:
             module.run(ctx)
@@ -235,17 +223,12 @@ def main(argv: list[str] | None = None) -> int:
 
     res.targets = targets.evaluate(res.rows, env, args.sections)
     print()
-    print(report.full_report(res.rows, res.targets))
-    out_dir = args.output_dir
-    results.append_csv(out_dir / "bench_tdm.csv", res.rows)
-    results.append_csv(out_dir / "bench_tdm_targets.csv", results.target_rows(res),
-                       results.TARGET_COLUMNS)
-    results.append_json(out_dir / "bench_tdm.json", res.as_json())
-    written = [out_dir / n for n in ("bench_tdm.csv", "bench_tdm_targets.csv", "bench_tdm.json")]
+    print(tables.full_report(res.rows, res.targets))
+    written = results.write_run(res, args.output_dir)
     if not args.no_plots:
         try:
             from tdm_bench import plots
-            written += plots.write_all(res, out_dir)
+            written += plots.write_all(res, args.output_dir)
         except Exception as exc:  # noqa: BLE001 - plots are a convenience
             print(f"plots not written: {type(exc).__name__}: {exc}", file=sys.stderr)
     per_section = ", ".join(f"{k} {v} s" for k, v in env["section_seconds"].items())

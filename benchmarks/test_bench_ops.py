@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from tdm_bench import implementations
-from tdm_bench.context import DTYPES
-from tdm_bench.operators import OperatorBench
+from tdm_bench.sections.common import DTYPES
+from tdm_bench.sections.ops import OperatorBench
 from tdm_bench.shapes import Geometry, operator_sites
 from tdm_bench.timing import synchronize
 

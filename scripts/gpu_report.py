@@ -17,17 +17,16 @@ import datetime as _dt
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+try:  # an installed tdn, else the source checkout (the "versions" step runs before the build)
+    from tdn.fileio import atomic_write_text
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tdn.fileio import atomic_write_text
 
 
 def _run(cmd: list[str]) -> str | None:
@@ -75,7 +74,7 @@ def collect_versions() -> dict:
 
 def cmd_versions(args) -> int:
     info = collect_versions()
-    _write_atomic(Path(args.output), json.dumps(info, indent=2) + "\n")
+    atomic_write_text(Path(args.output), json.dumps(info, indent=2) + "\n")
     print(json.dumps(info, indent=2))
     return 0
 
@@ -86,7 +85,7 @@ def cmd_versions(args) -> int:
 
 def cmd_check_kernels(_args) -> int:
     import tdn_ops
-    from tdn_ops._dispatch import OPERATORS
+    from tdn_ops import OPERATORS
     from tdn_ops._extension import has_native_kernel
 
     print("tdn_ops from", os.path.dirname(tdn_ops.__file__))
@@ -223,7 +222,8 @@ def cmd_summarize(args) -> int:
                               if (out / d).exists() for p in (out / d).rglob("*")
                               if p.is_file()),
     }
-    _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    summary_json = json.dumps(summary, indent=2) + "\n"
+    atomic_write_text(out / "summary.json", summary_json)
 
     v = versions
     md = [f"# tdn_ops GPU check: {v.get('device', 'unknown device')}", "",
@@ -248,7 +248,7 @@ def cmd_summarize(args) -> int:
     for name, lines in _bench_tails(out).items():
         md += ["", f"## Benchmark: tail of {name}.log", "", "```", *lines, "```"]
     text = "\n".join(md) + "\n"
-    _write_atomic(out / "summary.md", text)
+    atomic_write_text(out / "summary.md", text)
     print(text)
 
     if args.copy_to:
@@ -257,8 +257,8 @@ def cmd_summarize(args) -> int:
         device = re.sub(r"[^A-Za-z0-9]+", "-", str(v.get("device", "gpu"))).strip("-").lower()
         day = str(v.get("date", ""))[:10] or _dt.date.today().isoformat()
         dest = dest_dir / f"gpu-{device}-{day}.md"
-        _write_atomic(dest, text)
-        shutil.copyfile(out / "summary.json", dest.with_suffix(".json"))
+        atomic_write_text(dest, text)
+        atomic_write_text(dest.with_suffix(".json"), summary_json)
         print(f"summary copied to {dest}")
     return 0
 

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
-from tdm_bench import operators, results, shapes, timing  # noqa: E402
+from tdm_bench import results, shapes, timing  # noqa: E402
+from tdm_bench.sections import ops  # noqa: E402
 
 
 @pytest.mark.parametrize("resolution, expected", [
@@ -47,7 +48,7 @@ def test_traffic_counts_each_tensor_once():
     site = next(s for s in shapes.operator_sites(shapes.Geometry(videos=1), stages=("layer3",))
                 if s.op == "bidirectional_excitation")
     x = 8 * 256 * 14 * 14 * 4                     # one (NT, planes, 14, 14) float32 tensor
-    moved = operators.traffic(site, torch.float32)
+    moved = ops.traffic(site, torch.float32)
     assert moved["forward"] == 4 * x              # read x, y_fwd, y_bwd; write out
     assert moved["backward"] == 7 * x             # read g, x, y_fwd, y_bwd; write 3 grads
     assert moved["forward+backward"] == 11 * x
@@ -85,7 +86,7 @@ def test_tiny_run_writes_csv_json_and_plots(tmp_path):
     rows = list(csv.DictReader((tmp_path / "bench_tdm.csv").open()))
     ok = [r for r in rows if r["status"] == "ok"]
     assert ok and len(ok) == len(rows), [r["note"] for r in rows if r["status"] != "ok"]
-    assert {r["name"] for r in ok} == set(operators.OP_SPECS)
+    assert {r["name"] for r in ok} == set(ops.OP_ARGS)
     assert {r["pass"] for r in ok} == {"forward", "forward+backward"}
     assert all(float(r["median_ms"]) > 0 and float(r["gbps"]) > 0 for r in ok)
     assert all(r["speedup_vs_reference"] for r in ok)
@@ -124,7 +125,7 @@ def test_tiny_modules_and_model_sections(tmp_path):
         assert float(r["peak_mem_mb"]) > 0 and float(r["throughput"]) > 0
     tdn = float(model[("tdn_resnet50", "reference", "inference")]["gmacs"])
     tsn = float(model[("tsn_resnet50", "tsn", "inference")]["gmacs"])
-    assert 1.05 < tdn / tsn < 1.15                  # SPEC §7: TDN costs 1.09x TSN's FLOPs
+    assert 1.05 < tdn / tsn < 1.15                  # docs/math.md §7: TDN costs 1.09x TSN's FLOPs
     runs = json.loads((tmp_path / "bench_tdm.json").read_text())
     statuses = {v["target"]: v["status"] for v in runs[0]["targets"]}
     assert len(statuses) == 4 and "NOT MEASURED" not in statuses.values()

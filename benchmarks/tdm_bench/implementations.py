@@ -21,19 +21,18 @@ BASELINES = ("eager", "compiled")
 FUSED_BACKENDS = ("cpu", "cuda", "triton")
 
 
-def fused_backends(device: torch.device, op_names: tuple[str, ...] | None = None,
-                   include_interpreted: bool = False) -> list[str]:
+def fused_backends(device: torch.device, op_names: tuple[str, ...] | None = None) -> list[str]:
     """The fused backends that run every one of ``op_names`` (default: all) on ``device``.
 
     Triton on a CPU (``TRITON_INTERPRET=1``) is an interpreter for debugging, not a contender,
-    so it is left out unless ``include_interpreted``.
+    so it is left out.
     """
     from tdn_ops._dispatch import resolve_backend  # per-operator availability
 
     names = op_names or tdn_ops.OPERATORS
     found = []
     for backend in FUSED_BACKENDS:
-        if backend == "triton" and device.type != "cuda" and not include_interpreted:
+        if backend == "triton" and device.type != "cuda":
             continue
         try:
             for name in names:

@@ -8,8 +8,6 @@ Files (the latest run per device type overwrites them; the CSV/JSON keep every r
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -19,23 +17,31 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
+from tdn.fileio import atomic_write  # noqa: E402
+
 COLORS = {"compiled": "#999999", "cpu": "#1f77b4", "cuda": "#2ca02c", "triton": "#d62728",
           "reference": "#999999", "fused": "#1f77b4", "tsn": "#ff7f0e", "eager": "#cccccc"}
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        # The temporary file has no .png ending, so the format is named.
+        return atomic_write(path, lambda temporary: fig.savefig(
+            temporary, format="png", dpi=110, bbox_inches="tight"))
     finally:
         plt.close(fig)
-    return path
+
+
+def _speedup_axis(ax, cases: list[str], ylabel: str, rotation: int) -> None:
+    """Log-scale speed-ups around a line at 1x, one labelled tick per case."""
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.set_xticks(range(len(cases)))
+    ax.set_xticklabels(cases, fontsize=7, rotation=rotation, ha="right")
+    ax.set_ylabel(ylabel)
 
 
 def _title(env: dict) -> str:
@@ -71,17 +77,10 @@ def ops_speedup(rows: list[dict], env: dict, path: Path) -> Path | None:
             xs = [i + (k - (len(impls) - 1) / 2) * width for i in range(len(cases))]
             ax.bar(xs, [values.get(c, 0) for c in cases], width, label=impl,
                    color=COLORS.get(impl))
-        ax.axhline(1.0, color="black", linewidth=0.8)
+        _speedup_axis(ax, cases, "speed-up vs eager", rotation=35)
         for level, label in _target_lines(env.get("device", ""), pass_name):
             ax.axhline(level, color="black", linestyle="--", linewidth=0.8)
             ax.text(len(cases) - 0.5, level, label, ha="right", va="bottom", fontsize=7)
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
-        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-        ax.set_xticks(range(len(cases)))
-        ax.set_xticklabels(cases, fontsize=7, rotation=35, ha="right")
-        ax.set_ylabel("speed-up vs eager")
         ax.set_title(f"{dtype}, {pass_name}", fontsize=10)
         ax.legend(fontsize=8)
     fig.suptitle("fused operators vs the eager reference\n" + _title(env), fontsize=10)
@@ -110,14 +109,7 @@ def modules_bars(rows: list[dict], env: dict, path: Path) -> Path | None:
         for x, h in zip(xs, heights):
             if h:
                 ax.text(x, h, f"{h:.2f}x", ha="center", va="bottom", fontsize=7)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-    ax.set_xticks(range(len(cases)))
-    ax.set_xticklabels(cases, fontsize=7, rotation=25, ha="right")
-    ax.set_ylabel("speed-up vs reference module")
+    _speedup_axis(ax, cases, "speed-up vs reference module", rotation=25)
     ax.legend(fontsize=8)
     ax.set_title("modules, same weights\n" + _title(env), fontsize=10)
     return _save(fig, path)

@@ -3,8 +3,8 @@
 Every measurement is one tidy row (:data:`COLUMNS`); a run also records its environment and its
 target verdicts. ``bench_tdm.csv`` gets one line per row with the run's identity repeated
 (run_id, date, commit, device), ``bench_tdm_targets.csv`` one line per target verdict, and
-``bench_tdm.json`` one object per run (environment, verdicts, rows). Both are rewritten
-atomically (temporary file + ``os.replace``), so an interrupted run never leaves half a file.
+``bench_tdm.json`` one object per run (environment, verdicts, rows). They are rewritten
+atomically (:mod:`tdn.fileio`), so an interrupted run never leaves half a file.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
 import torch
+
+from tdn.fileio import atomic_write_text
 
 COLUMNS = (
     "run_id", "date", "commit", "device", "device_name", "torch", "profile",
@@ -136,23 +137,8 @@ class Results:
         self.rows.append(row)
         return row
 
-    def select(self, **match) -> list[dict]:
-        return [r for r in self.rows if all(r.get(k) == v for k, v in match.items())]
-
     def as_json(self) -> dict:
         return {"environment": self.env, "targets": self.targets, "rows": self.rows}
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 TARGET_COLUMNS = RUN_COLUMNS + ("status", "target", "scope", "measured", "threshold", "unit",
@@ -179,7 +165,7 @@ def append_csv(path: Path, rows: list[dict], columns: tuple[str, ...] = COLUMNS)
     writer.writeheader()
     writer.writerows(old_rows)
     writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
-    _atomic_write(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def append_json(path: Path, run: dict) -> None:
@@ -197,4 +183,15 @@ def append_json(path: Path, run: dict) -> None:
                   file=sys.stderr)
             runs = []
     runs.append(run)
-    _atomic_write(path, json.dumps(runs, indent=1, default=_clean) + "\n")
+    atomic_write_text(path, json.dumps(runs, indent=1, default=_clean) + "\n")
+
+
+def write_run(res: Results, out_dir: Path) -> list[Path]:
+    """Append the run to ``bench_tdm.csv``, ``bench_tdm_targets.csv`` and ``bench_tdm.json``
+    in ``out_dir``; the files written."""
+    paths = [out_dir / name for name in ("bench_tdm.csv", "bench_tdm_targets.csv",
+                                         "bench_tdm.json")]
+    append_csv(paths[0], res.rows)
+    append_csv(paths[1], target_rows(res), TARGET_COLUMNS)
+    append_json(paths[2], res.as_json())
+    return paths

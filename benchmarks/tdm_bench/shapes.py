@@ -1,6 +1,6 @@
 """Where each fused operator runs inside TDN-ResNet50, and at which tensor shapes.
 
-Geometry of TDN-ResNet50 on (N*T, 15, R, R) clips (SPEC §2-§4), worked out for R = 224:
+Geometry of TDN-ResNet50 on (N*T, 15, R, R) clips (docs/math.md §2-§4), worked out for R = 224:
 
 S-TDM (the stem, once per clip)
     temporal_diff_pool   x (NT, 15, 224, 224) -> D (NT, 12, 112, 112)
@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-REDUCTION = 16          # L-TDM channel reduction r (SPEC §4)
-SNIPPET_FRAMES = 5      # frames per segment (SPEC §1)
+REDUCTION = 16          # L-TDM channel reduction r (docs/math.md §4)
+SNIPPET_FRAMES = 5      # frames per segment (docs/math.md §1)
 
 
 @dataclass(frozen=True)

@@ -70,24 +70,16 @@ def time_calls(fn: Callable[[int], object], device: torch.device, budget: Budget
     Warm-up calls run first (they trigger compilation, allocator growth, lazy init); then
     repetitions continue until ``min_reps`` and ``min_time_s`` are both reached, or ``max_reps``.
     """
-    for i in range(budget.warmup):
-        fn(i)
-    synchronize(device)
-    if device.type == "cuda":
-        return _time_cuda(fn, device, budget)
-    samples: list[float] = []
-    started = time.perf_counter()
-    i = 0
-    while i < budget.max_reps and (i < budget.min_reps
-                                   or time.perf_counter() - started < budget.min_time_s):
-        t0 = time.perf_counter()
-        fn(i)
-        samples.append(time.perf_counter() - t0)
-        i += 1
-    return summarise(samples)
+    timings, errors = time_interleaved({"call": fn}, device, budget)
+    if errors:
+        raise RuntimeError(errors["call"])
+    return timings["call"]
 
 
 def _time_cuda(fn: Callable[[int], object], device: torch.device, budget: Budget) -> Timing:
+    for i in range(budget.warmup):
+        fn(i)
+    synchronize(device)
     # A first timed batch of min_reps calls estimates the per-call time, which sets how many
     # more repetitions reach min_time_s without synchronising after every call.
     def batch(count: int, offset: int) -> list[float]:
@@ -119,16 +111,16 @@ def time_interleaved(steps: dict[str, Callable[[int], object]], device: torch.de
     in total, or ``max_reps`` rounds. An implementation that raises is dropped and its error
     returned beside the timings of the others.
 
-    On a GPU the implementations are timed one after the other with :func:`time_calls`
-    instead: a dedicated device has no load drift, and batches of calls that the CPU enqueues
-    ahead of the GPU keep launch latency out of the per-call times.
+    On a GPU the implementations are timed one after the other instead: a dedicated device has
+    no load drift, and batches of calls that the CPU enqueues ahead of the GPU keep launch
+    latency out of the per-call times.
     """
     errors: dict[str, str] = {}
     if device.type == "cuda":
         timings = {}
         for name, fn in steps.items():
             try:
-                timings[name] = time_calls(fn, device, budget)
+                timings[name] = _time_cuda(fn, device, budget)
             except Exception as exc:  # noqa: BLE001 - reported by the caller
                 errors[name] = f"{type(exc).__name__}: {exc}"
         return timings, errors
@@ -148,7 +140,7 @@ def time_interleaved(steps: dict[str, Callable[[int], object]], device: torch.de
             rounds < budget.min_reps or min(totals[n] for n in live) < budget.min_time_s):
         for name, fn in list(live.items()):
             try:
-                elapsed = _time_one(fn, rounds, device)
+                elapsed = timed_call(fn, rounds, device)
             except Exception as exc:  # noqa: BLE001
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 del live[name]
@@ -159,9 +151,11 @@ def time_interleaved(steps: dict[str, Callable[[int], object]], device: torch.de
     return {n: summarise(samples[n]) for n in live}, errors
 
 
-def _time_one(fn: Callable[[int], object], i: int, device: torch.device) -> float:
+def timed_call(fn: Callable[[int], object], i: int, device: torch.device) -> float:
+    """Wall time of ``fn(i)``, to the end of the work it queued on ``device``."""
     t0 = time.perf_counter()
     fn(i)
+    synchronize(device)
     return time.perf_counter() - t0
 
 

@@ -1,4 +1,4 @@
-"""Section 1: each fused operator against the eager reference and torch.compile of it.
+"""The ``ops`` section: each fused operator against the eager reference and torch.compile of it.
 
 Passes:
     "forward"           the operator under ``torch.no_grad()`` (inference)
@@ -14,13 +14,15 @@ that, so its "GB/s" is an effective figure: the fused target expressed in the ti
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
 
-from . import implementations
-from .shapes import OpSite
-from .timing import Budget, Timing, gbps, rotation_count, time_calls, time_interleaved
+from .. import implementations
+from ..shapes import Geometry, OpSite, operator_sites
+from ..timing import Timing, gbps, rotation_count
+from .common import add_error_rows, add_rows, dtype_name, measure_contenders
 
 PASSES = ("forward", "backward", "forward+backward")
 
@@ -31,19 +33,19 @@ MISMATCH_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10,
 
 
 @dataclass(frozen=True)
-class OpSpec:
+class OpArgs:
     differentiable: tuple[str, ...]     # tensor arguments that receive a gradient
     backward_reads: tuple[str, ...]     # inputs the backward formula reads (besides grad_out)
 
 
-OP_SPECS = {
-    "temporal_diff_pool": OpSpec(("x",), ()),
-    "cross_segment_diff": OpSpec(("feat", "aligned"), ()),
-    "multiscale_sum": OpSpec(("diff", "pooled_branch", "full_branch"), ()),
-    "bidirectional_excitation": OpSpec(("x", "y_fwd", "y_bwd"), ("x", "y_fwd", "y_bwd")),
-    "temporal_shift_conv": OpSpec(("x", "weight"), ("x", "weight")),
-    "excite_shift": OpSpec(("x", "y_fwd", "y_bwd", "weight"), ("x", "y_fwd", "y_bwd", "weight")),
-    "lateral_fuse": OpSpec(("x", "d"), ()),
+OP_ARGS = {
+    "temporal_diff_pool": OpArgs(("x",), ()),
+    "cross_segment_diff": OpArgs(("feat", "aligned"), ()),
+    "multiscale_sum": OpArgs(("diff", "pooled_branch", "full_branch"), ()),
+    "bidirectional_excitation": OpArgs(("x", "y_fwd", "y_bwd"), ("x", "y_fwd", "y_bwd")),
+    "temporal_shift_conv": OpArgs(("x", "weight"), ("x", "weight")),
+    "excite_shift": OpArgs(("x", "y_fwd", "y_bwd", "weight"), ("x", "y_fwd", "y_bwd", "weight")),
+    "lateral_fuse": OpArgs(("x", "d"), ()),
 }
 
 
@@ -53,7 +55,8 @@ def _numel(shape) -> int:
 
 def make_inputs(site: OpSite, dtype: torch.dtype, device: torch.device,
                 requires_grad: bool, seed: int) -> dict[str, torch.Tensor]:
-    """Random inputs for ``site``; the temporal-shift weight starts as the TSM shift (SPEC §5)."""
+    """Random inputs for ``site``; the temporal-shift weight starts as the TSM shift
+    (docs/math.md §5)."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     tensors = {}
     for name, shape in site.shapes.items():
@@ -67,7 +70,7 @@ def make_inputs(site: OpSite, dtype: torch.dtype, device: torch.device,
         else:
             t = torch.randn(shape, generator=gen)
         t = t.to(device=device, dtype=dtype)
-        tensors[name] = t.requires_grad_(requires_grad and name in OP_SPECS[site.op].differentiable)
+        tensors[name] = t.requires_grad_(requires_grad and name in OP_ARGS[site.op].differentiable)
     return tensors
 
 
@@ -88,19 +91,20 @@ def output_shapes(site: OpSite) -> list[tuple[int, ...]]:
 
 def traffic(site: OpSite, dtype: torch.dtype) -> dict[str, int]:
     """The minimum bytes each pass moves (see the module docstring)."""
-    size = torch.empty((), dtype=dtype).element_size()
-    spec = OP_SPECS[site.op]
+    size = dtype.itemsize
+    args = OP_ARGS[site.op]
     inputs = sum(_numel(s) for s in site.shapes.values())
     outputs = sum(_numel(s) for s in output_shapes(site))
-    reads = sum(_numel(site.shapes[n]) for n in spec.backward_reads)
-    grads = sum(_numel(site.shapes[n]) for n in spec.differentiable)
+    reads = sum(_numel(site.shapes[n]) for n in args.backward_reads)
+    grads = sum(_numel(site.shapes[n]) for n in args.differentiable)
     forward = (inputs + outputs) * size
     backward = (outputs + reads + grads) * size
     return {"forward": forward, "backward": backward, "forward+backward": forward + backward}
 
 
 class OperatorBench:
-    """Timing of one operator site, one dtype, on one device, for any implementation and pass.
+    """One operator site's inputs, bytes moved and timed steps, for one dtype and device, for
+    any implementation and pass.
 
     Input copies for rotation are built once and shared by every implementation, so all of them
     see the same data at the same addresses.
@@ -110,17 +114,15 @@ class OperatorBench:
                  rotate_cap_bytes: int):
         self.site, self.dtype, self.device = site, dtype, device
         self.traffic = traffic(site, dtype)
-        size = torch.empty((), dtype=dtype).element_size()
-        set_bytes = sum(_numel(s) for s in site.shapes.values()) * size
+        set_bytes = sum(_numel(s) for s in site.shapes.values()) * dtype.itemsize
         self.copies = rotation_count(set_bytes, device, rotate_cap_bytes)
-        self.footprint_bytes = self.copies * set_bytes
         self.sets = [make_inputs(site, dtype, device, True, seed=i) for i in range(self.copies)]
         grad_shapes = output_shapes(site)
         self.grad_outs = [tuple(torch.randn(s, dtype=dtype, device=device) for s in grad_shapes)
                           for _ in range(self.copies)]
 
     def _grad_inputs(self, i: int) -> tuple[torch.Tensor, ...]:
-        return tuple(self.sets[i][n] for n in OP_SPECS[self.site.op].differentiable)
+        return tuple(self.sets[i][n] for n in OP_ARGS[self.site.op].differentiable)
 
     def reference_output(self, i: int = 0) -> tuple[torch.Tensor, ...]:
         with torch.no_grad():
@@ -133,7 +135,7 @@ class OperatorBench:
             got = _outputs(fn(*call_args(self.site, self.sets[0])))
         want = self.reference_output(0)
         return max(float((g.float() - w.float()).abs().max()) if g.numel() else 0.0
-                   for g, w in zip(got, want))
+                   for g, w in zip(got, want, strict=True))
 
     def step(self, fn, pass_name: str):
         """The timed callable ``step(i)`` for ``pass_name``; may precompute per-copy state."""
@@ -159,9 +161,6 @@ class OperatorBench:
             return run
         raise ValueError(f"pass must be one of {PASSES}, got {pass_name!r}")
 
-    def time(self, fn, pass_name: str, budget: Budget) -> Timing:
-        return time_calls(self.step(fn, pass_name), self.device, budget)
-
     def gbps(self, pass_name: str, timing: Timing) -> float:
         return gbps(self.traffic[pass_name], timing.median_s)
 
@@ -169,36 +168,35 @@ class OperatorBench:
 # --------------------------------------------------------------------------- the section ---
 
 def _implementations(ctx) -> list[str]:
-    return ["eager"] + (["compiled"] if ctx.profile.compile_reference else []) + \
+    return ["eager"] + (["compiled"] if ctx.size.compile_reference else []) + \
         list(ctx.fused_backends)
 
 
-def sites(ctx):
-    from .shapes import operator_sites
-
-    geo = ctx.profile.op_geometry(ctx.device, ctx.segments)
-    return geo, operator_sites(geo, ctx.profile.stages_on(ctx.device), ctx.profile.first_blocks)
+def sites(ctx) -> tuple[Geometry, list[OpSite]]:
+    geo = ctx.size.op_geometry(ctx.device, ctx.segments)
+    return geo, operator_sites(geo, ctx.size.stages_on(ctx.device), ctx.size.first_blocks)
 
 
 def planned_steps(ctx) -> int:
     _, site_list = sites(ctx)
-    return (len(ctx.dtypes) * len(site_list) * len(ctx.profile.passes_on(ctx.device))
+    return (len(ctx.dtypes) * len(site_list) * len(ctx.size.passes_on(ctx.device))
             * len(_implementations(ctx)))
+
+
+def _mismatch_note(err, dtype) -> str | None:
+    tolerance = MISMATCH_TOLERANCE.get(dtype, 1e-4)
+    if isinstance(err, float) and err > tolerance:
+        return (f"MISMATCH: forward differs from the eager reference by {err:.3g} "
+                f"(tolerance {tolerance:g})")
+    return None
 
 
 def run(ctx) -> None:
     """Time every operator site x dtype x pass x implementation; one row per measurement."""
-    import time
-
-    from .context import dtype_name
-    from .timing import synchronize
-
     geo, site_list = sites(ctx)
     impls = _implementations(ctx)
-    passes = ctx.profile.passes_on(ctx.device)
-    ctx.log(f"[ops] {geo.describe()}"
-            + ("" if geo.videos == 8 else " (scaled down from 8 videos for this device)")
-            + f"; implementations: {', '.join(impls)}")
+    passes = ctx.size.passes_on(ctx.device)
+    ctx.announce("ops", geo, f"implementations: {', '.join(impls)}")
     for dtype in ctx.dtypes:
         for site in site_list:
             common = dict(section="ops", name=site.op, site=site.site, dtype=dtype_name(dtype),
@@ -207,68 +205,48 @@ def run(ctx) -> None:
             try:
                 bench = OperatorBench(site, dtype, ctx.device, ctx.rotate_cap_bytes)
             except Exception as exc:  # noqa: BLE001 - reported, the run goes on
-                for p in passes:
-                    for impl in impls:
-                        ctx.results.add(**common, impl=impl, **{"pass": p}, status="error",
-                                        note=f"inputs: {type(exc).__name__}: {exc}")
-                ctx.advance(site.label, len(passes) * len(impls))
+                add_error_rows(ctx, common, impls, passes, f"inputs: {type(exc).__name__}: {exc}")
                 continue
-            fns, errors, check_s = {}, {}, {}
+            # The correctness guard also compiles the inference graph of "compiled": its time
+            # is that graph's compile time; the other passes compile on their first call.
+            fns, max_errors, check_s = {}, {}, {}
             for impl in impls:
                 try:
                     fns[impl] = implementations.operator_fn(site.op, impl)
-                    if impl != "eager":           # also compiles the inference graph
+                    if impl != "eager":
                         started = time.perf_counter()
-                        errors[impl] = bench.max_abs_error(fns[impl])
+                        max_errors[impl] = bench.max_abs_error(fns[impl])
                         check_s[impl] = time.perf_counter() - started
                 except Exception as exc:  # noqa: BLE001
                     fns.pop(impl, None)
-                    errors[impl] = f"{type(exc).__name__}: {exc}"
+                    max_errors[impl] = f"{type(exc).__name__}: {exc}"
             for p in passes:
-                self_errors = dict(errors)
-                steps, first_call = {}, {}
-                for impl in fns:
+                steps, failed = {}, {k: v for k, v in max_errors.items() if k not in fns}
+                for impl, fn in fns.items():
                     try:
-                        started = time.perf_counter()
-                        steps[impl] = bench.step(fns[impl], p)
-                        steps[impl](0)                   # compiles, for "compiled"
-                        synchronize(ctx.device)
-                        first_call[impl] = time.perf_counter() - started
+                        steps[impl] = bench.step(fn, p)
                     except Exception as exc:  # noqa: BLE001
-                        steps.pop(impl, None)
-                        self_errors[impl] = f"{type(exc).__name__}: {exc}"
-                timings, failed = time_interleaved(steps, ctx.device, ctx.profile.op_budget)
-                self_errors.update(failed)
-                medians = {impl: t.median_s for impl, t in timings.items()}
-                for impl in impls:
-                    ctx.advance(f"{site.label} {p} {impl}")
-                    row = dict(common, impl=impl, **{"pass": p}, bytes=bench.traffic[p],
-                               rotation_copies=bench.copies)
-                    if impl not in timings:
-                        ctx.results.add(**row, status="error",
-                                        note=str(self_errors.get(impl, "not timed"))[:300])
-                        continue
-                    timing = timings[impl]
+                        failed[impl] = f"{type(exc).__name__}: {exc}"
+                found = measure_contenders(steps, ctx.device, ctx.size.op_budget,
+                                           with_peak_memory=False, errors=failed)
+
+                def columns(impl: str, timing: Timing) -> dict:
                     rate = bench.gbps(p, timing)
-                    err = errors.get(impl) if isinstance(errors.get(impl), float) else None
-                    if err is not None and err > MISMATCH_TOLERANCE.get(dtype, 1e-4):
-                        row["note"] = (f"MISMATCH: forward differs from the eager reference by "
-                                       f"{err:.3g} (tolerance "
-                                       f"{MISMATCH_TOLERANCE.get(dtype, 1e-4):g})")
-                    ctx.results.add(
-                        **row, median_ms=timing.median_ms, q20_ms=timing.q20_s * 1e3,
-                        q80_ms=timing.q80_s * 1e3,
-                        min_ms=timing.min_s * 1e3, reps=timing.reps, gbps=rate,
-                        copy_bw_pct=(100 * rate * 1e9 / ctx.copy_bandwidth
-                                     if ctx.copy_bandwidth else None),
-                        speedup_vs_reference=(medians["eager"] / timing.median_s
-                                              if "eager" in medians else None),
-                        speedup_vs_compiled=(medians["compiled"] / timing.median_s
-                                             if "compiled" in medians else None),
-                        compile_s=(None if impl != "compiled" else
-                                   check_s["compiled"] if p == "forward"
-                                   else first_call["compiled"]),
-                        max_abs_err=err)
+                    err = max_errors.get(impl)
+                    compile_s = None
+                    if impl == "compiled":
+                        compile_s = check_s[impl] if p == "forward" else found.first_call_s[impl]
+                    return dict(gbps=rate, note=_mismatch_note(err, dtype),
+                                copy_bw_pct=(100 * rate * 1e9 / ctx.copy_bandwidth
+                                             if ctx.copy_bandwidth else None),
+                                compile_s=compile_s,
+                                max_abs_err=err if isinstance(err, float) else None)
+
+                add_rows(ctx, dict(common, bytes=bench.traffic[p], rotation_copies=bench.copies,
+                                   **{"pass": p}),
+                         {impl: impl for impl in impls}, found,
+                         {"speedup_vs_reference": "eager", "speedup_vs_compiled": "compiled"},
+                         columns)
             del bench, fns
             if "compiled" in impls:
                 torch._dynamo.reset()

@@ -1,5 +1,5 @@
-"""Section 2: the modules the fused operators live in, fused against the reference modules with
-the same weights.
+"""The ``modules`` section: the modules the fused operators live in, fused against the
+reference modules with the same weights.
 
     ltdm_shift      L-TDM followed by the temporal shift (``tdn_ops.nn.long_term_tdm_shift``),
                     the part of every layer2-4 bottleneck the operators replace, on the block's
@@ -19,15 +19,14 @@ forward and the gradients of the input and every parameter, with the peak memory
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
-from . import memory
-from .context import dtype_name
-from .shapes import STAGES, Geometry, stage_sizes
-from .timing import rotation_count, time_interleaved
+from ..shapes import STAGES, Geometry, stage_sizes
+from ..timing import rotation_count
+from .common import add_error_rows, add_rows, dtype_name, gmacs, measure_contenders
 
 PASSES = ("inference", "training")
 
@@ -93,9 +92,9 @@ def _stem_case(geo: Geometry) -> ModuleCase:
 
 
 def cases(ctx) -> list[ModuleCase]:
-    geo = ctx.profile.op_geometry(ctx.device, ctx.segments)
+    geo = ctx.size.op_geometry(ctx.device, ctx.segments)
     out = []
-    for stage in ctx.profile.module_stages:
+    for stage in ctx.size.module_stages:
         out.append(_ltdm_shift_case(geo, stage))
         out.append(_bottleneck_case(geo, stage))
     out.append(_stem_case(geo))
@@ -103,11 +102,11 @@ def cases(ctx) -> list[ModuleCase]:
 
 
 def _impls(ctx) -> list[str]:
-    return ["reference", "fused"] + (["compiled"] if ctx.profile.compile_modules else [])
+    return ["reference", "fused"] + (["compiled"] if ctx.size.compile_modules else [])
 
 
 def planned_steps(ctx) -> int:
-    count = 2 * len(ctx.profile.module_stages) + 1           # + the stem
+    count = 2 * len(ctx.size.module_stages) + 1           # + the stem
     return count * len(ctx.dtypes) * len(PASSES) * len(_impls(ctx))
 
 
@@ -141,8 +140,7 @@ def _step(module, inputs, pass_name, n):
 
 def _inputs(case: ModuleCase, pass_name: str, ctx, dtype) -> list[tuple[torch.Tensor, ...]]:
     """Rotated input copies, shared by every implementation of the case."""
-    size = torch.empty((), dtype=dtype).element_size()
-    set_bytes = sum(torch.Size(s).numel() for s in case.input_shapes) * size
+    set_bytes = sum(torch.Size(s).numel() for s in case.input_shapes) * dtype.itemsize
     n = rotation_count(set_bytes, ctx.device, ctx.rotate_cap_bytes)
     gen = torch.Generator().manual_seed(1)
     return [tuple(torch.randn(s, generator=gen).to(ctx.device, dtype)
@@ -150,33 +148,10 @@ def _inputs(case: ModuleCase, pass_name: str, ctx, dtype) -> list[tuple[torch.Te
             for _ in range(n)]
 
 
-def _prepare(module, inputs, pass_name, ctx) -> tuple[Callable[[int], object], int | None]:
-    """The timed step, after its first call; a training step's peak memory on a second call."""
-    module.train(pass_name == "training")
-    step = _step(module, inputs, pass_name, len(inputs))
-    step(0)                                 # compiles, for "compiled"
-    peak = None
-    if pass_name == "training":
-        peak = memory.peak_bytes(lambda: step(0), ctx.device)
-    return step, peak
-
-
-def gmacs_per_call(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> float:
-    """Multiply-accumulates of one forward (convolutions and matrix products), in billions."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    module.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(*inputs)
-    return counter.get_total_flops() / 2 / 1e9
-
-
 def run(ctx) -> None:
-    geo = ctx.profile.op_geometry(ctx.device, ctx.segments)
+    geo = ctx.size.op_geometry(ctx.device, ctx.segments)
     impls = _impls(ctx)
-    ctx.log(f"[modules] {geo.describe()}"
-            + ("" if geo.videos == 8 else " (scaled down from 8 videos for this device)")
-            + f"; implementations: {', '.join(impls)}")
+    ctx.announce("modules", geo, f"implementations: {', '.join(impls)}")
     for dtype in ctx.dtypes:
         for case in cases(ctx):
             common = dict(section="modules", name=case.name, site=case.site,
@@ -186,53 +161,29 @@ def run(ctx) -> None:
             try:
                 built = _build_all(case, impls, ctx.device, dtype)
             except Exception as exc:  # noqa: BLE001 - reported, the run goes on
-                for p in PASSES:
-                    for impl in impls:
-                        ctx.advance(f"{case.name}@{case.site} {p} {impl}")
-                        ctx.results.add(**common, impl=impl, **{"pass": p}, status="error",
-                                        note=f"build: {type(exc).__name__}: {exc}"[:300])
+                add_error_rows(ctx, common, impls, PASSES,
+                               f"build: {type(exc).__name__}: {exc}")
                 continue
             try:
-                first = _inputs(case, "inference", ctx, dtype)[0]
-                common["gmacs"] = gmacs_per_call(built["reference"], first)
+                common["gmacs"] = gmacs(built["reference"],
+                                        *_inputs(case, "inference", ctx, dtype)[0])
             except Exception as exc:  # noqa: BLE001 - FLOPs are informative only
                 ctx.log(f"[modules] FLOP count of {case.name} failed: {exc}")
             for p in PASSES:
-                errors: dict[str, str] = {}
-                steps, peaks = {}, {}
+                steps, failed = {}, {}
                 try:
                     inputs = _inputs(case, p, ctx, dtype)
+                    for impl in impls:
+                        built[impl].train(p == "training")
+                        steps[impl] = _step(built[impl], inputs, p, len(inputs))
                 except Exception as exc:  # noqa: BLE001
-                    errors = dict.fromkeys(impls, f"inputs: {type(exc).__name__}: {exc}")
-                    inputs = None
-                for impl in impls if inputs is not None else ():
-                    try:
-                        steps[impl], peaks[impl] = _prepare(built[impl], inputs, p, ctx)
-                    except Exception as exc:  # noqa: BLE001
-                        errors[impl] = f"{type(exc).__name__}: {exc}"
-                budget = ctx.profile.module_budget
-                # The calls in _prepare were warm-ups already.
-                budget = replace(budget, warmup=max(0, budget.warmup - (2 if p == "training"
-                                                                         else 1)))
-                timings, failed = time_interleaved(steps, ctx.device, budget)
-                errors.update(failed)
-                reference = timings.get("reference")
-                for impl in impls:
-                    ctx.advance(f"{case.name}@{case.site} {p} {impl}")
-                    row = dict(common, impl=impl, **{"pass": p})
-                    if impl not in timings:
-                        ctx.results.add(**row, status="error",
-                                        note=errors.get(impl, "not timed")[:300])
-                        continue
-                    timing, peak = timings[impl], peaks.get(impl)
-                    ctx.results.add(
-                        **row, median_ms=timing.median_ms, q20_ms=timing.q20_s * 1e3,
-                        q80_ms=timing.q80_s * 1e3, min_ms=timing.min_s * 1e3,
-                        reps=timing.reps,
-                        peak_mem_mb=None if peak is None else peak / 2**20,
-                        speedup_vs_reference=(reference.median_s / timing.median_s
-                                              if reference else None))
-                del inputs, steps
+                    failed = dict.fromkeys(impls, f"inputs: {type(exc).__name__}: {exc}")
+                    steps.clear()
+                found = measure_contenders(steps, ctx.device, ctx.size.module_budget,
+                                           with_peak_memory=p == "training", errors=failed)
+                add_rows(ctx, dict(common, **{"pass": p}), {impl: impl for impl in impls},
+                         found, {"speedup_vs_reference": "reference"})
+                del steps
             del built
             if "compiled" in impls:
                 torch._dynamo.reset()

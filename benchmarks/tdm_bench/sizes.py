@@ -1,6 +1,6 @@
-"""Benchmark sizes. ``bench_tdm.py --help`` prints :func:`describe` for each of them.
+"""How large and how long a run is (``--size``); ``bench_tdm.py --help`` prints :func:`describe`.
 
-Production shapes are 8 videos x 8 segments at 224x224 (SPEC §2-§4). On a GPU every size but
+Production shapes are 8 videos x 8 segments at 224x224 (docs/math.md §2-§4). On a GPU every size but
 "tiny" uses them. A 2-core CPU takes seconds per TDN-ResNet50 training step, so the CPU sizes
 scale the number of videos down (the per-image work, and so every ratio the targets name, is the
 same; the output says which scaling applied).
@@ -17,7 +17,7 @@ from .timing import Budget
 
 
 @dataclass(frozen=True)
-class Profile:
+class Size:
     name: str
     summary: str
     op_videos_cpu: int
@@ -56,8 +56,8 @@ class Profile:
 ALL_STAGES = ("layer2", "layer3", "layer4")
 ALL_PASSES = ("forward", "backward", "forward+backward")
 
-PROFILES = {
-    "tiny": Profile(
+SIZES = {
+    "tiny": Size(
         "tiny", "toy shapes (1 video x 8 segments at 64x64), a few repetitions, no torch.compile: "
         "checks the machinery in seconds; its numbers mean nothing",
         op_videos_cpu=1, op_videos_gpu=1, resolution=64, op_stages=ALL_STAGES,
@@ -69,10 +69,10 @@ PROFILES = {
         model_budget=Budget(warmup=1, min_reps=2, max_reps=2, min_time_s=0.0),
         train_budget=Budget(warmup=1, min_reps=1, max_reps=1, min_time_s=0.0),
         compile_reference=False, compile_modules=False),
-    "quick": Profile(
-        "quick", "the default on a CPU. CPU: 1 video x 8 segments at 224x224, operators at the S-TDM and layer-3 shapes "
-        "(the CPU targets), the layer-3 block and the stem, whole model with few repetitions; "
-        "about 3 minutes on 2 cores. GPU: 8 videos, layers 2-4",
+    "quick": Size(
+        "quick", "the default on a CPU. CPU: 1 video x 8 segments at 224x224, operators at the "
+        "S-TDM and layer-3 shapes (the CPU targets), the layer-3 block and the stem, whole "
+        "model with few repetitions; about 3 minutes on 2 cores. GPU: 8 videos, layers 2-4",
         op_videos_cpu=1, op_videos_gpu=8, resolution=224, op_stages=("layer3",),
         first_blocks=False, passes=("forward", "forward+backward"),
         op_budget=Budget(warmup=2, min_reps=7, max_reps=100, min_time_s=0.15),
@@ -82,10 +82,10 @@ PROFILES = {
         model_budget=Budget(warmup=1, min_reps=3, max_reps=3, min_time_s=0.0),
         train_budget=Budget(warmup=1, min_reps=2, max_reps=2, min_time_s=0.0),
         compile_modules=False),
-    "standard": Profile(
-        "standard", "the default on a GPU. CPU: 2 videos x 8 segments at 224x224, every operator site of "
-        "layers 2-4 and the stem, all three passes, every stage's block, whole model; GPU: 8 "
-        "videos",
+    "standard": Size(
+        "standard", "the default on a GPU. CPU: 2 videos x 8 segments at 224x224, every "
+        "operator site of layers 2-4 and the stem, all three passes, every stage's block, "
+        "whole model; GPU: 8 videos",
         op_videos_cpu=2, op_videos_gpu=8, resolution=224, op_stages=ALL_STAGES,
         first_blocks=False, passes=ALL_PASSES,
         op_budget=Budget(warmup=3, min_reps=10, max_reps=200, min_time_s=0.3),
@@ -94,7 +94,7 @@ PROFILES = {
         model_videos_cpu=2, model_videos_gpu=8,
         model_budget=Budget(warmup=2, min_reps=5, max_reps=20, min_time_s=1.0),
         train_budget=Budget(warmup=2, min_reps=3, max_reps=10, min_time_s=1.0)),
-    "full": Profile(
+    "full": Size(
         "full", "production shapes everywhere: 8 videos x 8 segments at 224x224, also the first "
         "(larger) block of each stage, more repetitions; long on a CPU, where the reference "
         "training step needs about 10 GB of memory",
@@ -109,14 +109,14 @@ PROFILES = {
 }
 
 
-def get(name: str, *, compile_reference: bool | None = None) -> Profile:
-    """The named profile; ``compile_reference=False`` drops every torch.compile baseline."""
-    if name not in PROFILES:
-        raise ValueError(f"size must be one of {tuple(PROFILES)}, got {name!r}")
-    profile = PROFILES[name]
+def get(name: str, *, compile_reference: bool | None = None) -> Size:
+    """The named size; ``compile_reference=False`` drops every torch.compile baseline."""
+    if name not in SIZES:
+        raise ValueError(f"size must be one of {tuple(SIZES)}, got {name!r}")
+    size = SIZES[name]
     if compile_reference is False:
-        profile = replace(profile, compile_reference=False, compile_modules=False)
-    return profile
+        size = replace(size, compile_reference=False, compile_modules=False)
+    return size
 
 
 def describe(width: int = 78) -> str:
@@ -124,4 +124,4 @@ def describe(width: int = 78) -> str:
     import textwrap
 
     return "\n".join(textwrap.fill(p.summary, width, initial_indent=f"  {p.name:10s}",
-                                   subsequent_indent=" " * 12) for p in PROFILES.values())
+                                   subsequent_indent=" " * 12) for p in SIZES.values())
