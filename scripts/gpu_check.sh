@@ -87,14 +87,17 @@ cd "$out"
 want kernels && run_step kernels 60 "$py" "$root/scripts/gpu_report.py" check-kernels
 
 # --- tests ---------------------------------------------------------------------------------
-tests=("$root/tests/test_gpu.py")
-[[ -f "$root/tests/test_triton.py" ]] && tests+=("$root/tests/test_triton.py")
+# The operator tests of the GPU targets (cuda, triton-cuda; -m gpu), then the Triton backend's
+# own tests (compiled mode, fake tensors).
+tests=("$root/tests/test_ops_values.py" "$root/tests/test_ops_api.py")
 # The CUDA kernels must be there (a missing backend fails instead of skipping); Triton too
 # when it is installed.
 required=cuda
 "$py" -c "import triton" >/dev/null 2>&1 && required=cuda,triton
-want pytest && run_step pytest 240 env TDN_OPS_REQUIRE_BACKENDS="$required" "$py" -m pytest "${tests[@]}" -q -rs --maxfail=50 --rootdir "$root" \
+want pytest && run_step pytest 240 env TDN_OPS_REQUIRE_BACKENDS="$required" "$py" -m pytest "${tests[@]}" -m gpu -q -rs --maxfail=50 --rootdir "$root" \
   -p no:cacheprovider --junitxml="$out/pytest.xml"
+want pytest && run_step pytest-triton 90 "$py" -m pytest "$root/tests/test_triton.py" -q -rs \
+  --rootdir "$root" -p no:cacheprovider --junitxml="$out/pytest-triton.xml"
 
 # --- benchmark ------------------------------------------------------------------------------
 # The per-operator section first (the acceptance numbers at production shapes); the module

@@ -39,14 +39,15 @@ CUDA_PREFERENCE: dict[str, tuple[str, ...]] = {op: ("cuda", "triton") for op in 
 # ------------------------------------------------------------------------------ resolution
 
 def triton_available(device: torch.device) -> bool:
-    """Triton kernels run on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1``."""
+    """Triton kernels run on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1`` when
+    they were defined in interpreter mode (compiled kernels cannot take CPU tensors)."""
     if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         return False
     try:
         from . import triton as _triton  # noqa: F401
     except ImportError:
         return False
-    return _triton.AVAILABLE
+    return _triton.AVAILABLE and (device.type == "cuda" or _triton.INTERPRET)
 
 
 def _available(backend: str, op_name: str, device: torch.device) -> bool:

@@ -1,6 +1,7 @@
 """Drop-in TDN layers built on the fused operators.
 
-* :class:`LongTermTDM` - L-TDM (docs/math.md §4): cross-segment differences that excite the features.
+* :class:`LongTermTDM` - L-TDM (docs/math.md §4): cross-segment differences that excite the
+  features.
 * :class:`TemporalShift` - the learnable temporal shift (docs/math.md §5).
 * :func:`long_term_tdm_shift` - L-TDM followed by the shift, fused so that the excited tensor is
   never written to memory (``tdn_ops.excite_shift``). This is what a TDN bottleneck calls.
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import reference
 from ._dispatch import BACKENDS
@@ -134,7 +134,8 @@ class LongTermTDM(nn.Module):
         return torch.cat([bn(fwd), bn(bwd)])
 
     def excitation_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(y_fwd, y_bwd)``, each (N*T, C, H, W): the pre-sigmoid excitations of docs/math.md §4."""
+        """``(y_fwd, y_bwd)``, each (N*T, C, H, W): the pre-sigmoid excitations (docs/math.md
+        §4)."""
         _check_features("LongTermTDM", x, self.channels, self.num_segments)
         if self.backend == "reference":
             return self._reference_logits(x)
@@ -156,21 +157,10 @@ class LongTermTDM(nn.Module):
     def _reference_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # The authors' mSEModule.forward, op for op (same calls, same order: the order of the
         # two directions matters for the running statistics of the shared batch norms).
-        t = self.num_segments
+        # The split / subtract / pad / pool of the differences is the reference operator's.
         b = self.bn1(self.conv1(x))
-        b5 = b.view((-1, t) + b.shape[1:])
-        feat_fwd, _ = b5.split([t - 1, 1], dim=1)
-        _, feat_bwd = b5.split([1, t - 1], dim=1)
-        cb = self.conv2(b)
-        cb5 = cb.view((-1, t) + cb.shape[1:])
-        _, next_fwd = cb5.split([1, t - 1], dim=1)
-        prev_bwd, _ = cb5.split([t - 1, 1], dim=1)
-        fwd = F.pad(next_fwd - feat_fwd, (0, 0, 0, 0, 0, 0, 0, 1), mode="constant", value=0)
-        bwd = F.pad(prev_bwd - feat_bwd, (0, 0, 0, 0, 0, 0, 1, 0), mode="constant", value=0)
-        fwd = fwd.view((-1,) + fwd.shape[2:])
-        bwd = bwd.view((-1,) + bwd.shape[2:])
-        s2_fwd = F.avg_pool2d(fwd, kernel_size=2, stride=2)
-        s2_bwd = F.avg_pool2d(bwd, kernel_size=2, stride=2)
+        (fwd, bwd), (s2_fwd, s2_bwd) = reference.cross_segment_diff(b, self.conv2(b),
+                                                                    self.num_segments)
         s2_fwd = self.bn3_smallscale2(self.conv3_smallscale2(s2_fwd))
         s2_bwd = self.bn3_smallscale2(self.conv3_smallscale2(s2_bwd))
         s4_fwd = self.bn3_smallscale4(self.conv3_smallscale4(fwd))

@@ -1,8 +1,9 @@
-"""Input builders for the operator tests: one place that knows each operator's arguments.
+"""The operator test cases and tolerances: one place that knows each operator's arguments.
 
 A case is an operator name plus a shape description; ``make_args`` turns it into positional
 arguments (tensors and scalars) in a requested dtype and memory layout. Tests over values,
-gradients, layouts and devices all draw from here, so a new shape is one line.
+gradients, layouts and backends all draw from here (and so does the CUDA host emulation,
+csrc/cuda/host_emulation/check.py), so a new shape is one line.
 """
 
 from __future__ import annotations
@@ -48,8 +49,59 @@ CASES = [
 ]
 
 
+# For the GPU backends besides CASES: rows (H*W or W) and channel counts that are multiples of
+# 8, 4 or 2, so that the vectorised kernel paths (16-, 8- and 4-byte vectors) run in every dtype;
+# medium shapes with many thread blocks; a non-integer upsampling ratio (the general
+# nearest-index formula).
+GPU_CASES = [
+    *[Case(op, d, "vec") for op in ("bidirectional_excitation", "temporal_shift_conv",
+                                    "excite_shift")
+      for d in ((2, 8, 16, 8, 8), (1, 4, 32, 14, 14), (2, 8, 64, 28, 28), (1, 2, 1040, 2, 2))],
+    *[Case("temporal_diff_pool", d, "vec") for d in ((2, 5, 8, 16, 16, 2),
+                                                     (4, 5, 3, 64, 48, 2), (2, 5, 8, 17, 16, 2))],
+    *[Case("cross_segment_diff", d, "vec") for d in ((2, 8, 8, 8, 8), (1, 4, 16, 9, 16),
+                                                     (2, 8, 8, 56, 56), (2, 4, 8, 14, 14),
+                                                     (1, 2, 6, 7, 10))],
+    *[Case("multiscale_sum", d, "vec") for d in (((2, 4), 8, 16, 16, 8, 8),
+                                                 ((2, 16), 16, 28, 28, 14, 14))],
+    *[Case("lateral_fuse", d, "vec") for d in ((2, 16, 16, 16, 8, 8, 0.5, 0.5),
+                                               (2, 8, 10, 24, 3, 7, 0.75, 0.25),
+                                               (4, 64, 56, 56, 28, 28, 0.5, 0.5))],
+]
+ALL_CASES = CASES + GPU_CASES
+
+
 def cases_for(*ops: str) -> list[Case]:
     return [c for c in CASES if not ops or c.op in ops]
+
+
+def first_case_of_each_operator() -> list[Case]:
+    return [cases_for(op)[0] for op in tdn_ops.OPERATORS]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a fused result may be from the float64 reference on the same rounded inputs.
+
+    ``norm``: bound on ‖fused − reference‖ / ‖reference‖ (:func:`rel_error`);
+    ``atol``/``rtol``: elementwise, as in ``torch.testing.assert_close``, with ``atol`` in units of the result's
+    largest magnitude (at least 1). Results must meet both.
+    """
+
+    norm: float
+    atol: float
+    rtol: float
+
+
+# Per dtype, for outputs and gradients alike. float32 accumulates like the reference; half
+# types round once on store (half an ulp: 2**-11 relative for float16, 2**-8 for bfloat16);
+# float64 is limited by the float32 coefficients (1/3, alpha, beta) of some kernels.
+TOLERANCE = {
+    torch.float32: Tolerance(norm=2e-6, atol=1e-5, rtol=1e-5),
+    torch.float16: Tolerance(norm=2e-3, atol=2e-3, rtol=2e-3),
+    torch.bfloat16: Tolerance(norm=1.5e-2, atol=1.6e-2, rtol=1.6e-2),
+    torch.float64: Tolerance(norm=1e-7, atol=1e-9, rtol=1e-6),
+}
 
 
 def _tensor(shape, dtype, device, layout, generator) -> torch.Tensor:
@@ -69,7 +121,7 @@ def _tensor(shape, dtype, device, layout, generator) -> torch.Tensor:
 
 
 def make_args(case: Case, dtype=torch.float64, device="cpu", layout="contiguous", seed=0):
-    """Positional arguments of ``case.op`` (tensors first-class, scalars as in SPEC §6)."""
+    """Positional arguments of ``case.op`` (tensors first-class, scalars as in docs/math.md §6)."""
     g = torch.Generator().manual_seed(seed)
 
     def t(shape):

@@ -67,10 +67,10 @@ def test_ltdm_fused_equals_reference(training, num_segments, spatial, channels_l
     x = _input(2 * num_segments, 32, *spatial, channels_last)
     out_f, out_r = fused(x), ref(x)
     torch.testing.assert_close(out_f, out_r, rtol=1e-10, atol=1e-10)
-    for g_f, g_r in zip(_grads(fused, x, out_f), _grads(ref, x, out_r)):
+    for g_f, g_r in zip(_grads(fused, x, out_f), _grads(ref, x, out_r), strict=True):
         torch.testing.assert_close(g_f, g_r, rtol=1e-9, atol=1e-10)
     # Running statistics follow the same per-direction updates.
-    for (name, a), b in zip(fused.state_dict().items(), ref.state_dict().values()):
+    for (name, a), b in zip(fused.state_dict().items(), ref.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
 
 
@@ -104,7 +104,7 @@ def _raw_conv3_outputs(ltdm, b):
     cb = ltdm.conv2(b)
     diff, pooled = reference.cross_segment_diff(b, cb, t)
     outs = []
-    for d, p in zip(diff, pooled):
+    for d, p in zip(diff, pooled, strict=True):
         s2 = torch.nn.functional.batch_norm(ltdm.conv3_smallscale2(p), None, None,
                                             ltdm.bn3_smallscale2.weight,
                                             ltdm.bn3_smallscale2.bias, training=True)
@@ -151,7 +151,7 @@ def test_temporal_shift_matches_the_formula_and_reference(num_segments):
     out_f, out_r = fused(x), ref(x)
     torch.testing.assert_close(out_f, expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(out_r, expected, rtol=1e-12, atol=1e-12)
-    for g_f, g_r in zip(_grads(fused, x, out_f), _grads(ref, x, out_r)):
+    for g_f, g_r in zip(_grads(fused, x, out_f), _grads(ref, x, out_r), strict=True):
         torch.testing.assert_close(g_f, g_r, rtol=1e-10, atol=1e-12)
 
 
@@ -170,7 +170,7 @@ def test_fused_tdm_shift_equals_shift_of_ltdm(training):
     params_r = [x] + list(ltdm_r.parameters()) + [shift_r.conv.weight]
     grads_f = torch.autograd.grad((out_f * weight).sum(), params_f)
     grads_r = torch.autograd.grad((out_r * weight).sum(), params_r)
-    for g_f, g_r in zip(grads_f, grads_r):
+    for g_f, g_r in zip(grads_f, grads_r, strict=True):
         torch.testing.assert_close(g_f, g_r, rtol=1e-9, atol=1e-10)
 
 

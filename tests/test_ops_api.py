@@ -1,18 +1,35 @@
 """The operators as PyTorch sees them: opcheck, torch.compile, export, autocast, dispatch, and
-every misuse SPEC §6 lists failing with a message that names the argument."""
+every misuse listed in docs/math.md §6 failing with a message that names the argument.
+
+Tests of one behaviour on several backends take the target (tests/op_targets.py) as a
+parameter; GPU targets skip with the reason on a machine without one.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 
 import tdn_ops
-from op_cases import as_tuple, cases_for, make_args, public_op, reference_op, with_grad
+import tdn_ops.triton as tdn_triton
+from op_cases import (TOLERANCE, as_tuple, cases_for, first_case_of_each_operator, make_args,
+                      public_op, reference_op, with_grad)
+from op_targets import (CUDA, GPU_TARGETS, NATIVE_TARGETS, TRITON_CUDA, TRITON_INTERPRET,
+                        assert_close_to_reference, forward_backward, reference_float64, run_op,
+                        target_params)
+from tdn_ops._dispatch import resolve_backend
 
+REPO = Path(__file__).resolve().parents[1]
 native = pytest.mark.skipif(not tdn_ops.NATIVE_AVAILABLE,
                             reason="tdn_ops._C is not built: the CPU kernels are missing")
+TRITON_TARGETS = (TRITON_INTERPRET, TRITON_CUDA)
 
 
 # --------------------------------------------------------------------------------------------
@@ -35,11 +52,20 @@ def _backward_args(case, args):
     return [grads[0]] + list(args)
 
 
-@native
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("case", [cases_for(op)[0] for op in tdn_ops.OPERATORS], ids=str)
-def test_opcheck(case, layout):
-    args = with_grad(make_args(case, torch.float32, layout=layout))
+def _opcheck_params(target):
+    return [(case, lay) for case in first_case_of_each_operator()
+            for lay in ("contiguous", "channels_last")]
+
+
+@pytest.mark.parametrize("target,case,layout",
+                         target_params(NATIVE_TARGETS + (TRITON_CUDA,), _opcheck_params))
+def test_opcheck(target, case, layout):
+    """The native operators (forward and backward) and, on CUDA, the Triton ``triton_op``s
+    (forward, with its registered autograd). Under the interpreter a triton_op cannot run."""
+    args = with_grad(make_args(case, torch.float32, device=target.device, layout=layout))
+    if target.backend == "triton":
+        torch.library.opcheck(getattr(torch.ops.tdn_ops_triton, case.op).default, tuple(args))
+        return
     torch.library.opcheck(getattr(torch.ops.tdn_ops, case.op).default, args)
     plain = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
     backward = getattr(torch.ops.tdn_ops, case.op + "_backward").default
@@ -53,31 +79,37 @@ def test_opcheck(case, layout):
 class TinyTDNBlock(torch.nn.Module):
     """Every operator once, wired as in TDN, small enough to compile quickly."""
 
-    def __init__(self, c=8, t=4):
+    def __init__(self, c=8, t=4, backend="auto"):
         super().__init__()
         self.t = t
+        self.backend = backend
         self.weight = torch.nn.Parameter(torch.randn(c, 1, 3))
         self.conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False)
 
     def forward(self, clip, x):
-        motion = tdn_ops.temporal_diff_pool(clip, 5, 2)                  # (NT, 4c', H/2, W/2)
-        x = tdn_ops.lateral_fuse(x, motion[:, : x.shape[1]], 0.5, 0.5)
-        diff, pooled = tdn_ops.cross_segment_diff(x, self.conv(x), self.t)
-        m = tdn_ops.multiscale_sum(diff, pooled, diff)
-        y = tdn_ops.bidirectional_excitation(x, m[0], m[1])
-        y = tdn_ops.temporal_shift_conv(y, self.weight, self.t)
-        return tdn_ops.excite_shift(y, m[0], m[1], self.weight, self.t)
+        b = self.backend
+        motion = tdn_ops.temporal_diff_pool(clip, 5, 2, backend=b)      # (NT, 4c', H/2, W/2)
+        x = tdn_ops.lateral_fuse(x, motion[:, : x.shape[1]], 0.5, 0.5, backend=b)
+        diff, pooled = tdn_ops.cross_segment_diff(x, self.conv(x), self.t, backend=b)
+        m = tdn_ops.multiscale_sum(diff, pooled, diff, backend=b)
+        y = tdn_ops.bidirectional_excitation(x, m[0], m[1], backend=b)
+        y = tdn_ops.temporal_shift_conv(y, self.weight, self.t, backend=b)
+        return tdn_ops.excite_shift(y, m[0], m[1], self.weight, self.t, backend=b)
 
 
-def _tiny_inputs():
+def _tiny_inputs(device="cpu"):
     torch.manual_seed(0)
-    return torch.randn(8, 40, 12, 12), torch.randn(8, 8, 12, 12)
+    return torch.randn(8, 40, 12, 12, device=device), torch.randn(8, 8, 12, 12, device=device)
 
 
-@native
-def test_compile_fullgraph_matches_eager():
-    block = TinyTDNBlock()
-    clip, x = _tiny_inputs()
+@pytest.mark.parametrize("target", target_params(NATIVE_TARGETS + (TRITON_CUDA,)))
+def test_compile_fullgraph_matches_eager(target):
+    """Every operator once, in one block: torch.compile traces them all without a graph
+    break, forward and backward."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)  # the block's parameters: the same whatever ran before
+    block = TinyTDNBlock(backend=target.backend).to(target.device)
+    clip, x = _tiny_inputs(target.device)
     compiled = torch.compile(block, fullgraph=True, backend="inductor")
     x_eager, x_comp = x.clone().requires_grad_(), x.clone().requires_grad_()
     eager = block(clip, x_eager)
@@ -85,13 +117,34 @@ def test_compile_fullgraph_matches_eager():
     torch.testing.assert_close(out, eager)
     eager.square().sum().backward()
     out.square().sum().backward()
-    torch.testing.assert_close(x_comp.grad, x_eager.grad)
+    # Inductor fuses and reorders the float32 arithmetic around the operators (and in the
+    # convolution's backward): gradients agree to float32 rounding of a chain of ~10 ops.
+    torch.testing.assert_close(x_comp.grad, x_eager.grad, rtol=1e-4, atol=1e-4)
 
 
-@native
-def test_export_traces_the_operators():
-    block = TinyTDNBlock()
-    clip, x = _tiny_inputs()
+def _per_op_compile_params(target):
+    """Every operator in float32; excite_shift in float16 too."""
+    return [(op, torch.float32) for op in tdn_ops.OPERATORS] + [("excite_shift", torch.float16)]
+
+
+@pytest.mark.parametrize("target,op,dtype", target_params(GPU_TARGETS, _per_op_compile_params))
+def test_torch_compile_fullgraph_per_operator(target, op, dtype):
+    """Each public operator compiles without graph breaks on the GPU backends (through the
+    triton_op for Triton), forward and backward, and matches the reference."""
+    torch._dynamo.reset()
+    args = make_args(cases_for(op)[0], dtype, device=target.device, layout="channels_last")
+    compiled = torch.compile(lambda *a: public_op(op)(*a, backend=target.backend),
+                             fullgraph=True)
+    outs, grads = forward_backward(lambda a: as_tuple(compiled(*a)), args)
+    ref_outs, ref_grads = reference_float64(op, args)
+    for i, (o, r) in enumerate(zip(outs + grads, ref_outs + ref_grads, strict=True)):
+        assert_close_to_reference(o, r, dtype, target.device, f"compiled {op} result {i}")
+
+
+@pytest.mark.parametrize("target", target_params(NATIVE_TARGETS))
+def test_export_traces_the_operators(target):
+    block = TinyTDNBlock().to(target.device)
+    clip, x = _tiny_inputs(target.device)
     exported = torch.export.export(block, (clip, x))
     targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
     assert {f"tdn_ops.{op}.default" for op in tdn_ops.OPERATORS} <= targets
@@ -103,7 +156,7 @@ def test_export_traces_the_operators():
 
 
 @pytest.mark.parametrize("backend", [pytest.param("cpu", marks=native), "reference"])
-@pytest.mark.parametrize("case", [cases_for(op)[0] for op in tdn_ops.OPERATORS], ids=str)
+@pytest.mark.parametrize("case", first_case_of_each_operator(), ids=str)
 def test_autocast_bf16_runs_in_bf16(case, backend):
     args = with_grad(make_args(case, torch.float32))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -112,7 +165,7 @@ def test_autocast_bf16_runs_in_bf16(case, backend):
     expected = as_tuple(reference_op(case.op)(*[
         a.detach().to(torch.bfloat16).double() if isinstance(a, torch.Tensor) else a
         for a in args]))
-    for o, e in zip(outs, expected):
+    for o, e in zip(outs, expected, strict=True):
         torch.testing.assert_close(o.double(), e, atol=5e-2, rtol=2e-2)
     torch.autograd.backward([o.float().sum() for o in outs])
     for a in args:
@@ -134,23 +187,93 @@ def test_mixed_dtypes_outside_autocast_fail():
 @native
 def test_auto_backend_uses_cpu_kernels(monkeypatch):
     monkeypatch.delenv("TDN_OPS_BACKEND", raising=False)
-    from tdn_ops._dispatch import resolve_backend
-
     assert resolve_backend("excite_shift", "auto", torch.device("cpu")) == "cpu"
     assert "cpu" in tdn_ops.available_backends("cpu")
 
 
-def test_env_variable_prefers_a_backend(monkeypatch):
-    from tdn_ops._dispatch import resolve_backend
+def _auto_on_cpu() -> str:
+    """What ``"auto"`` resolves to on CPU tensors without a preference: the C++ kernels when
+    they are built, else the reference."""
+    return "cpu" if tdn_ops.NATIVE_AVAILABLE else "reference"
 
+
+@pytest.mark.parametrize("interpret", [False, True], ids=["compiled-triton", "interpreter"])
+def test_env_variable_prefers_a_backend(monkeypatch, interpret):
+    """TDN_OPS_BACKEND is a preference for "auto": taken where the backend can run, else
+    "auto" decides; an unknown name is an error naming the variable."""
+    cpu = torch.device("cpu")
+    if interpret:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    else:
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    # Triton runs CPU tensors only under its interpreter, and only when tdn_ops.triton is
+    # importable and was imported in interpreter mode (tests/conftest.py sees to that).
+    triton_runs_on_cpu = interpret and tdn_triton.AVAILABLE and tdn_triton.INTERPRET
     monkeypatch.setenv("TDN_OPS_BACKEND", "reference")
-    assert resolve_backend("excite_shift", "auto", torch.device("cpu")) == "reference"
-    monkeypatch.setenv("TDN_OPS_BACKEND", "triton")  # unavailable here: falls back to auto
-    assert resolve_backend("excite_shift", "auto", torch.device("cpu")) in ("cpu", "reference",
-                                                                            "triton")
+    assert resolve_backend("excite_shift", "auto", cpu) == "reference"
+    monkeypatch.setenv("TDN_OPS_BACKEND", "cuda")  # never runs CPU tensors: auto decides
+    assert resolve_backend("excite_shift", "auto", cpu) == _auto_on_cpu()
+    monkeypatch.setenv("TDN_OPS_BACKEND", "triton")
+    expected = "triton" if triton_runs_on_cpu else _auto_on_cpu()
+    assert resolve_backend("excite_shift", "auto", cpu) == expected
+    assert resolve_backend("excite_shift", "reference", cpu) == "reference"  # a demand wins
+    monkeypatch.setenv("TDN_OPS_BACKEND", "")
+    assert resolve_backend("excite_shift", "auto", cpu) == _auto_on_cpu()
     monkeypatch.setenv("TDN_OPS_BACKEND", "bogus")
     with pytest.raises(ValueError, match="TDN_OPS_BACKEND"):
-        resolve_backend("excite_shift", "auto", torch.device("cpu"))
+        resolve_backend("excite_shift", "auto", cpu)
+
+
+@pytest.mark.parametrize("target,op", target_params(TRITON_TARGETS, lambda t: tdn_ops.OPERATORS))
+def test_public_api_backend_triton(target, op, monkeypatch):
+    """backend="triton" and TDN_OPS_BACKEND=triton both reach tdn_ops.triton.<op>."""
+    calls = []
+    kernel_op = getattr(tdn_triton, op)
+    monkeypatch.setattr(tdn_triton, op, lambda *a: calls.append(op) or kernel_op(*a))
+    args = make_args(cases_for(op)[0], torch.float32, device=target.device)
+    expected = as_tuple(reference_op(op)(*[a.cpu() if isinstance(a, torch.Tensor) else a
+                                           for a in args]))
+    got = run_op(target, op, args)
+    assert calls == [op]
+    tol = TOLERANCE[torch.float32]
+    for o, r in zip(got, expected, strict=True):
+        torch.testing.assert_close(o.cpu(), r, atol=tol.atol, rtol=tol.rtol)
+    monkeypatch.setenv("TDN_OPS_BACKEND", "triton")  # a preference for backend="auto"
+    as_tuple(public_op(op)(*args))
+    assert calls == [op, op]
+
+
+def test_import_without_triton_falls_back():
+    """Without an importable Triton, tdn_ops.triton says why, "auto" never picks it and an
+    explicit backend="triton" is refused with a RuntimeError."""
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["triton"] = None  # import triton -> ImportError
+        import torch, tdn_ops, tdn_ops.triton
+        from tdn_ops._dispatch import triton_available
+        assert not tdn_ops.triton.AVAILABLE and "triton" in tdn_ops.triton.IMPORT_ERROR
+        assert not triton_available(torch.device("cpu"))
+        assert sorted(tdn_ops.triton.__all__[5:]) == sorted(tdn_ops.OPERATORS)
+        x = torch.randn(2, 3, 4, 4)
+        tdn_ops.bidirectional_excitation(x, x, x)
+        for op in tdn_ops.OPERATORS:  # every stub refuses, naming itself
+            try:
+                getattr(tdn_ops.triton, op)(x)
+            except RuntimeError as exc:
+                assert op in str(exc) and "needs Triton" in str(exc), exc
+            else:
+                raise AssertionError(op)
+        try:
+            tdn_ops.bidirectional_excitation(x, x, x, backend="triton")
+        except RuntimeError as exc:
+            print("refused:", exc)
+    """)
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "refused:" in proc.stdout
 
 
 def test_unknown_or_unavailable_backend_is_an_error():
@@ -161,11 +284,11 @@ def test_unknown_or_unavailable_backend_is_an_error():
         tdn_ops.bidirectional_excitation(x, x, x, backend="cuda")
 
 
-@pytest.mark.parametrize("case", [cases_for(op)[0] for op in tdn_ops.OPERATORS], ids=str)
+@pytest.mark.parametrize("case", first_case_of_each_operator(), ids=str)
 def test_reference_backend_is_the_reference(case):
     args = make_args(case, torch.float64)
     for a, b in zip(as_tuple(public_op(case.op)(*args, backend="reference")),
-                    as_tuple(reference_op(case.op)(*args))):
+                    as_tuple(reference_op(case.op)(*args)), strict=True):
         assert torch.equal(a, b)
 
 
@@ -241,12 +364,35 @@ def test_bad_input_names_the_argument(op, call, exc, message, backend, monkeypat
         call()
 
 
-@native
-def test_direct_native_calls_are_checked_too():
-    """torch.ops.tdn_ops.* called without the Python wrapper still refuse bad shapes."""
+@pytest.mark.parametrize("target", target_params((CUDA,)))
+def test_mismatched_devices_name_the_argument(target):
+    x = torch.randn(2, 3, 4, 4, device=target.device)
+    with pytest.raises((ValueError, RuntimeError), match="y_fwd"):
+        tdn_ops.bidirectional_excitation(x, torch.randn(2, 3, 4, 4), x, backend=target.backend)
+    with pytest.raises((ValueError, RuntimeError), match="y_fwd"):
+        torch.ops.tdn_ops.bidirectional_excitation(x, torch.randn(2, 3, 4, 4), x)
+
+
+@pytest.mark.parametrize("target", target_params(NATIVE_TARGETS))
+def test_direct_native_calls_are_checked_too(target):
+    """torch.ops.tdn_ops.* called without the Python wrapper still refuse bad arguments, by the
+    same rule and with the same message on the CPU and CUDA kernels (csrc/op_checks.h)."""
+    x = x4.to(target.device)
+    w = w16.to(target.device)
     with pytest.raises(RuntimeError, match=re.escape("weight must have shape (C, 1, 3)")):
-        torch.ops.tdn_ops.temporal_shift_conv(x4, torch.randn(8, 1, 3), 8)
+        torch.ops.tdn_ops.temporal_shift_conv(x, w[:8], 8)
     with pytest.raises(RuntimeError, match="multiple of num_segments"):
-        torch.ops.tdn_ops.excite_shift(x4, x4, x4, w16, 3)
+        torch.ops.tdn_ops.excite_shift(x, x, x, w, 3)
     with pytest.raises(RuntimeError, match="not divisible by frames"):
-        torch.ops.tdn_ops.temporal_diff_pool(torch.randn(2, 14, 8, 8), 5, 2)
+        torch.ops.tdn_ops.temporal_diff_pool(x[:, :14], 5, 2)
+    # The dtype rule: the four kernel dtypes, forward and backward, with the argument's name.
+    dtypes = "must be float32, float64, float16 or bfloat16"
+    with pytest.raises(RuntimeError, match="x " + dtypes):
+        torch.ops.tdn_ops.bidirectional_excitation(*(x.to(torch.float8_e4m3fn),) * 3)
+    with pytest.raises(RuntimeError, match="grad_out " + dtypes):
+        torch.ops.tdn_ops.lateral_fuse_backward(x.long(), 3, 3, 0.5, 0.5)
+    with pytest.raises(RuntimeError, match="grad_out " + dtypes):
+        torch.ops.tdn_ops.temporal_diff_pool_backward(x[:, :12].long(), 4, 2, 14, 14)
+    with pytest.raises(RuntimeError, match="grad_diff " + dtypes):
+        grad = torch.zeros(2, 8, 16, 8, 8, dtype=torch.long, device=target.device)
+        torch.ops.tdn_ops.cross_segment_diff_backward(grad, grad[..., :4, :4], 8)

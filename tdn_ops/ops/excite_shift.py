@@ -1,7 +1,7 @@
 """excite_shift: bidirectional excitation followed by the temporal shift, in one pass.
 
-The end of every TDN bottleneck's L-TDM and its shift (docs/math.md §3-5). Neither the forward nor the
-backward kernels materialise the excited tensor: they recompute it where it is needed.
+The end of every TDN bottleneck's L-TDM and its shift (docs/math.md §3-5). Neither the forward
+nor the backward kernels materialise the excited tensor: they recompute it where it is needed.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""lateral_fuse: S-TDM's lateral connection ``alpha*x + beta*up(d, like=x)`` (docs/math.md §2 step 4).
+"""lateral_fuse: S-TDM's lateral connection ``alpha*x + beta*up(d, like=x)``
+(docs/math.md §2 step 4).
 
 ``up`` is ``F.interpolate(d, x.size()[2:], mode="nearest")``, the authors' call.
 """

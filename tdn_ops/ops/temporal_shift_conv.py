@@ -1,4 +1,5 @@
-"""temporal_shift_conv: the learnable temporal shift (docs/math.md §5) without its permute round trips.
+"""temporal_shift_conv: the learnable temporal shift (docs/math.md §5) without its permute
+round trips.
 
 ``out[:, t, c] = w[c,0,0]*x[:, t-1, c] + w[c,0,1]*x[:, t, c] + w[c,0,2]*x[:, t+1, c]`` with
 ``x`` viewed as (N, T, C, H, W) and zeros outside the video's segments.

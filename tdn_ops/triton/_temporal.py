@@ -62,7 +62,8 @@ def _excitation_fwd_kernel(x_ptr, yf_ptr, yb_ptr, out_ptr, n_elem,
 
 @triton.jit
 def _excitation_grads(g, x, yf, yb):
-    """(dx, dy_fwd, dy_bwd) of e = excite(x, yf, yb) for upstream gradient ``g`` (docs/math.md §6)."""
+    """(dx, dy_fwd, dy_bwd) of e = excite(x, yf, yb) for upstream gradient ``g``
+    (docs/math.md §6)."""
     sf = sigmoid(yf)
     sb = sigmoid(yb)
     dx = g * (0.5 + 0.5 * sf + 0.5 * sb)
