@@ -1,13 +1,16 @@
 """The ``tdn`` package's import graph has no cycle, counting imports inside functions too.
 
 Every ``import`` statement of every module under ``tdn/`` is an edge, wherever it sits: an
-import moved into a function to dodge a circle still closes the circle here. The graph is
-read with ``ast`` (nothing is imported), so the test sees the code as written.
+import moved into a function to dodge a circle still closes the circle here. A name taken from
+a package that imports its names on first use (``tdn``, ``tdn.data``, ``tdn.engine``) is an
+edge to the module that defines it. The graph is read with ``ast`` (nothing is imported), so
+the test sees the code as written.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -26,7 +29,28 @@ def module_names(package_dir: Path) -> dict[str, Path]:
     return names
 
 
-def _imported(node: ast.AST, module: str, is_package: bool, known: set[str]) -> set[str]:
+def lazy_exports(tree: ast.Module) -> dict[str, str]:
+    """Public name -> defining module of a package that imports its names on first use.
+
+    Such a package lists them in a literal ``_EXPORTS``, either ``{name: module}`` or
+    ``{module: [names]}``; ``from package import name`` then loads that module.
+    """
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and getattr(node.targets[0], "id", None) == "_EXPORTS"):
+            table = ast.literal_eval(node.value)
+            where = {}
+            for key, value in table.items():
+                if isinstance(value, str):
+                    where[key] = value
+                else:
+                    where.update({name: key for name in value})
+            return where
+    return {}
+
+
+def _imported(node: ast.AST, module: str, is_package: bool, known: set[str],
+              exports: dict[str, dict[str, str]]) -> set[str]:
     """The project modules one import statement loads."""
     if isinstance(node, ast.Import):
         targets = {alias.name for alias in node.names}
@@ -37,23 +61,30 @@ def _imported(node: ast.AST, module: str, is_package: bool, known: set[str]) -> 
             parent = ".".join(base + ([node.module] if node.module else []))
         else:
             parent = node.module or ""
-        # ``from pkg import name`` loads pkg.name when that is a module, else pkg itself.
-        targets = {f"{parent}.{alias.name}" if f"{parent}.{alias.name}" in known else parent
-                   for alias in node.names}
+        # ``from pkg import name`` loads pkg.name when that is a module, the module a lazy
+        # package names for it, else pkg itself.
+        targets = set()
+        for alias in node.names:
+            submodule = f"{parent}.{alias.name}"
+            lazy = exports.get(parent, {}).get(alias.name)
+            targets.add(submodule if submodule in known else lazy or parent)
     return {name for name in targets if name in known}
 
 
 def import_graph(package_dir: Path) -> dict[str, set[str]]:
     modules = module_names(package_dir)
     known = set(modules)
+    trees = {name: ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+             for name, path in modules.items()}
+    exports = {name: lazy_exports(tree) for name, tree in trees.items()
+               if modules[name].name == "__init__.py"}
     graph = {}
-    for name, path in modules.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        is_package = path.name == "__init__.py"
+    for name, tree in trees.items():
+        is_package = modules[name].name == "__init__.py"
         edges: set[str] = set()
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                edges |= _imported(node, name, is_package, known)
+                edges |= _imported(node, name, is_package, known, exports)
         graph[name] = edges - {name}
     return graph
 
@@ -125,12 +156,21 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
     ("import pkg.sub.leaf", "pkg.sub.leaf"),
     ("from pkg.sub import leaf", "pkg.sub.leaf"),
     ("from pkg.sub import something", "pkg.sub"),
+    ("from pkg import lazy_name", "pkg.fileio"),  # through the package's _EXPORTS
 ])
 def test_imports_resolve_to_the_module_they_load(tmp_path, source, expected):
     sub = tmp_path / "pkg" / "sub"
     sub.mkdir(parents=True)
-    for path in (tmp_path / "pkg" / "__init__.py", tmp_path / "pkg" / "fileio.py",
-                 sub / "__init__.py", sub / "leaf.py"):
+    for path in (tmp_path / "pkg" / "fileio.py", sub / "__init__.py", sub / "leaf.py"):
         path.write_text("")
+    (tmp_path / "pkg" / "__init__.py").write_text('_EXPORTS = {"lazy_name": "pkg.fileio"}\n')
     (sub / "user.py").write_text(source + "\n")
     assert import_graph(tmp_path / "pkg")["pkg.sub.user"] == {expected}
+
+
+@pytest.mark.parametrize("package", ["tdn", "tdn.engine"])
+def test_every_public_name_is_found_where_the_package_says(package):
+    module = importlib.import_module(package)
+    assert module.__all__
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"

@@ -1,7 +1,6 @@
 """Pieces shared by the subcommands: their parser class, common options, logging, output.
 
-Not a subcommand itself (``tdn.cli.COMMANDS`` lists those). Cheap to import: no torch (the
-shared options read their defaults from the training settings when they are added).
+Not a subcommand itself (``tdn.cli.COMMANDS`` lists those). Cheap to import: no torch.
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ import logging
 import os
 import sys
 from typing import Any, Callable
+
+from ..engine.train_config import TrainConfig
 
 
 def setup_logging(rank: int = 0, log_file: str | None = None) -> None:
@@ -96,15 +97,11 @@ def _field_default(spec: dataclasses.Field):
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     """The data options, documented and defaulted as in :class:`tdn.engine.TrainConfig`."""
-    from ..engine.train_config import TrainConfig
-
     add_settings(parser.add_argument_group("data"), DATA_OPTIONS, TrainConfig)
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """The runtime options, documented and defaulted as in :class:`tdn.engine.TrainConfig`."""
-    from ..engine.train_config import TrainConfig
-
     add_settings(parser.add_argument_group("runtime"), RUNTIME_OPTIONS, TrainConfig)
 
 

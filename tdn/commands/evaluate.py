@@ -12,6 +12,7 @@ Kinetics 10 clips x 3:  ... --clips 10 --crops 3 --batch-size 1
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 from .common import (add_data_options, add_runtime_options, positive_int, print_json_line,
@@ -50,16 +51,9 @@ def run(args) -> int:
 
     rank = int(os.environ.get("RANK", "0"))
     setup_logging(rank)
-    config = EvalConfig(
-        checkpoint=args.checkpoint, val_list=args.val_list, data_root=args.data_root,
-        arch=args.arch, num_classes=args.num_classes, segments=args.segments,
-        input_size=args.input_size, scale_size=args.scale_size, clips=args.clips,
-        crops=args.crops, average=args.average, batch_size=args.batch_size,
-        workers=args.workers, device=args.device, backend=args.backend, amp=args.amp,
-        channels_last=args.channels_last, list_format=args.list_format,
-        image_template=args.image_template, first_frame_index=args.first_frame_index,
-        decoder=args.decoder, class_names=args.class_names, output=args.output,
-        progress=args.progress)
+    # Every EvalConfig field is an option of the same name.
+    config = EvalConfig(**{spec.name: getattr(args, spec.name)
+                           for spec in dataclasses.fields(EvalConfig)})
     metrics = run_evaluation(config)
     if rank == 0:
         print(f"{metrics['count']} videos, {metrics['views']} view(s) each, "

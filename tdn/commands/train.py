@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import os
 
+from ..engine.train_config import TrainConfig
 from .common import (DATA_OPTIONS, RUNTIME_OPTIONS, add_settings, positive_int, print_json_line,
                      setup_logging)
 
@@ -109,10 +110,6 @@ def _config_value(name: str, value):
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    # The settings table is imported here, not at the top: it pulls in torch, which building
-    # the other commands' parsers does not need.
-    from ..engine.train_config import TrainConfig
-
     parser = subparsers.add_parser(
         "train", help="train a model on annotated videos (single process or torchrun/DDP)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -128,10 +125,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args):
+def config_from_args(args) -> TrainConfig:
     """The TrainConfig of a parsed ``tdn train`` command line."""
-    from ..engine.train_config import TrainConfig
-
     return TrainConfig(**{spec.name: _config_value(spec.name, getattr(args, spec.name))
                           for spec in dataclasses.fields(TrainConfig)})
 

@@ -17,12 +17,9 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-MULTI_SCALE_CROP_SCALES = (1.0, 0.875, 0.75, 0.66)
-# Something-Something V1/V2 classes whose meaning swaps under a horizontal flip
-# ("... from left to right" <-> "... from right to left", docs/math.md §7).
-SOMETHING_FLIP_LABEL_SWAPS = {86: 87, 87: 86, 93: 94, 94: 93, 166: 167, 167: 166}
+from .recipe import (IMAGENET_MEAN, IMAGENET_STD, MULTI_SCALE_CROP_SCALES,
+                     SOMETHING_FLIP_LABEL_SWAPS)
+
 
 
 def _check_frames(frames: torch.Tensor) -> None:

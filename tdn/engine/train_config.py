@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..data.transforms import MULTI_SCALE_CROP_SCALES
+from ..data.recipe import MULTI_SCALE_CROP_SCALES
 
 
 def setting(default: Any = dataclasses.MISSING, *, doc: str, **kwargs) -> Any:
