@@ -11,7 +11,9 @@ Sections (``--sections``):
   modules  the L-TDM + temporal-shift block of each stage and the S-TDM stem, fused against the
            reference modules with the same weights
   model    TDN-ResNet50 (8 segments, 224x224) inference throughput, training-step time and peak
-           memory: fused, reference, and a plain TSN ResNet-50 on the same frames
+           memory: fused, reference, and a plain TSN ResNet-50 on the same frames; with
+           --compile (default in --full) torch.compile of each of the three as well, compile
+           time reported apart from the step times
 
 A readable table and the target verdicts are printed; every figure is appended to
 <output-dir>/bench_tdm.csv (one row per measurement), bench_tdm_targets.csv (one row per target
@@ -83,8 +85,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backends", default=None,
                         help="comma-separated fused backends to time, of "
                         + ",".join(FUSED_BACKENDS) + " (default: every one available)")
-    parser.add_argument("--no-compile", action="store_true",
-                        help="skip torch.compile of the reference (the compile baseline)")
+    compiling = parser.add_mutually_exclusive_group()
+    compiling.add_argument("--compile", action="store_true",
+                           help="add torch.compile of the three whole models (reference, fused, "
+                           "TSN) to the model section, timed in the same round-robin (on by "
+                           "default with --full; each model compiles for minutes on a small "
+                           "CPU, so the other sizes leave them out)")
+    compiling.add_argument("--no-compile", action="store_true",
+                           help="skip every torch.compile baseline (operators, modules and "
+                           "whole models)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads for a CPU run (default: torch's choice)")
     parser.add_argument("--rotate-mb", type=float, default=None,
@@ -149,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         # As in the authors' training code: cuDNN picks the fastest convolution algorithms
         # during the warm-up calls (the modules and model sections warm up before timing).
         torch.backends.cudnn.benchmark = True
-    size = sizes.get(args.size, compile_reference=False if args.no_compile else None)
+    size = sizes.get(args.size, compile_reference=False if args.no_compile else None,
+                     compile_models=args.compile or None)
     env = results.environment(args.device, size.name, REPO,
                               sys.argv[:1] + list(argv if argv is not None else sys.argv[1:]))
     env["note"] = args.note
@@ -158,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         env["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
         env["matmul_allow_tf32"] = torch.backends.cuda.matmul.allow_tf32
     env["sections"] = list(args.sections)
+    env["compile_models"] = size.compile_models
     available = fused_backends(args.device)
     chosen = available if args.backends is None else [b for b in args.backends if b in available]
     env["fused_backends_available"] = available

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
-from tdm_bench import results, shapes, timing  # noqa: E402
+from tdm_bench import results, shapes, sizes, targets, timing  # noqa: E402
 from tdm_bench.sections import ops  # noqa: E402
 
 
@@ -128,4 +128,52 @@ def test_tiny_modules_and_model_sections(tmp_path):
     assert 1.05 < tdn / tsn < 1.15                  # docs/math.md §7: TDN costs 1.09x TSN's FLOPs
     runs = json.loads((tmp_path / "bench_tdm.json").read_text())
     statuses = {v["target"]: v["status"] for v in runs[0]["targets"]}
-    assert len(statuses) == 4 and "NOT MEASURED" not in statuses.values()
+    assert len(statuses) == len(targets.MODEL_TARGETS)
+    # Without --compile the targets naming a compiled model cannot be judged; all others can.
+    for t in targets.MODEL_TARGETS:
+        compiled = "compiled_" in t.numerator + t.denominator
+        assert (statuses[t.target] == "NOT MEASURED") == compiled, t.target
+
+
+def _model_row(impl, pass_name, median_ms, peak_mem_mb):
+    return {"section": "model", "impl": impl, "pass": pass_name, "dtype": "float32",
+            "status": "ok", "median_ms": median_ms, "peak_mem_mb": peak_mem_mb, "videos": 1}
+
+
+def test_model_targets_compare_the_named_variants():
+    """Each whole-model target is the ratio of the two variants it names, PASS or MISS by its
+    threshold; a target whose variant did not run is NOT MEASURED and says how to run it."""
+    rows = [_model_row("reference", "inference", 900.0, 100.0),
+            _model_row("fused", "inference", 600.0, 90.0),
+            _model_row("tsn", "inference", 500.0, 80.0),
+            _model_row("compiled_reference", "inference", 620.0, 95.0),
+            _model_row("reference", "training", 2600.0, 1000.0),
+            _model_row("fused", "training", 2000.0, 650.0),
+            _model_row("compiled_reference", "training", 2100.0, 700.0),
+            _model_row("compiled_fused", "training", 1900.0, 600.0)]
+    by_target = {v["target"]: v for v in targets.model_verdicts(rows, {"device": "cpu"})}
+    assert len(by_target) == len(targets.MODEL_TARGETS)
+    speed = by_target["TDN-ResNet50 inference speed-up vs reference >= 1.4"]
+    assert (speed["status"], speed["measured"]) == ("PASS", 1.5)
+    ratio = by_target["TDN/TSN inference time ratio, both eager <= 1.15"]
+    assert (ratio["status"], ratio["measured"]) == ("MISS", 1.2)
+    assert ratio["shortfall"] == pytest.approx(1.2 / 1.15 - 1, abs=1e-4)
+    memory = by_target["training step peak memory vs reference <= 0.7"]
+    assert (memory["status"], memory["measured"]) == ("PASS", 0.65)
+    below = by_target["training step peak memory vs torch.compile(reference) <= 1 (below it)"]
+    assert (below["status"], below["measured"]) == ("PASS", pytest.approx(650 / 700, abs=1e-4))
+    compiled = by_target["training step: torch.compile(fused) vs torch.compile(reference) "
+                         ">= 1.15"]
+    assert compiled["status"] == "MISS" and compiled["measured"] == pytest.approx(2100 / 1900,
+                                                                                  abs=1e-4)
+    absent = by_target["TDN/TSN inference time ratio, both compiled <= 1.15"]
+    assert absent["status"] == "NOT MEASURED"
+    assert "compiled_fused, compiled_tsn" in absent["why"] and "--compile" in absent["why"]
+
+
+def test_compile_flag_adds_the_compiled_models_only_where_asked():
+    assert not sizes.get("quick").compile_models
+    assert sizes.get("full").compile_models
+    assert sizes.get("quick", compile_models=True).compile_models
+    off = sizes.get("full", compile_reference=False)
+    assert not (off.compile_models or off.compile_reference or off.compile_modules)

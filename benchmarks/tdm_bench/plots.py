@@ -20,7 +20,9 @@ from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 from tdn.fileio import atomic_write  # noqa: E402
 
 COLORS = {"compiled": "#999999", "cpu": "#1f77b4", "cuda": "#2ca02c", "triton": "#d62728",
-          "reference": "#999999", "fused": "#1f77b4", "tsn": "#ff7f0e", "eager": "#cccccc"}
+          "reference": "#999999", "fused": "#1f77b4", "tsn": "#ff7f0e", "eager": "#cccccc",
+          "compiled_reference": "#555555", "compiled_fused": "#0b3d66",
+          "compiled_tsn": "#a34f00"}
 
 
 def _save(fig, path: Path) -> Path:
@@ -119,13 +121,14 @@ def model_bars(rows: list[dict], env: dict, path: Path) -> Path | None:
     models = [r for r in rows if r["section"] == "model" and r["status"] == "ok"]
     if not models:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), layout="constrained")
     for ax, (pass_name, key, label) in zip(axes, (
             ("inference", "median_ms", "inference ms per batch"),
             ("training", "median_ms", "training step ms"),
             ("training", "peak_mem_mb", "training peak MiB (above step start)"))):
         group = [r for r in models if r["pass"] == pass_name and r.get(key)]
-        labels = [("TDN " + r["impl"] if r["name"].startswith("tdn") else "TSN")
+        labels = [("TDN " if r["name"].startswith("tdn") else "TSN ")
+                  + r["impl"].replace("compiled_", "compiled\n").replace("tsn", "").strip()
                   + f"\n{r['dtype']}" for r in group]
         ax.bar(range(len(group)), [r[key] for r in group],
                color=[COLORS.get(r["impl"]) for r in group])

@@ -35,6 +35,7 @@ class Size:
     train_budget: Budget
     compile_reference: bool = True     # torch.compile baseline in the ops section
     compile_modules: bool = True       # ... and in the modules section (slow to compile on CPU)
+    compile_models: bool = False       # ... and of the whole models (minutes each on a CPU)
 
     def op_geometry(self, device: torch.device, segments: int) -> Geometry:
         videos = self.op_videos_gpu if device.type == "cuda" else self.op_videos_cpu
@@ -96,8 +97,9 @@ SIZES = {
         train_budget=Budget(warmup=2, min_reps=3, max_reps=10, min_time_s=1.0)),
     "full": Size(
         "full", "production shapes everywhere: 8 videos x 8 segments at 224x224, also the first "
-        "(larger) block of each stage, more repetitions; long on a CPU, where the reference "
-        "training step needs about 10 GB of memory",
+        "(larger) block of each stage, more repetitions, and the whole models under "
+        "torch.compile too; long on a CPU, where the reference training step needs about "
+        "10 GB of memory",
         op_videos_cpu=8, op_videos_gpu=8, resolution=224, op_stages=ALL_STAGES,
         first_blocks=True, passes=ALL_PASSES,
         op_budget=Budget(warmup=5, min_reps=20, max_reps=500, min_time_s=1.0),
@@ -105,17 +107,23 @@ SIZES = {
         module_budget=Budget(warmup=3, min_reps=10, max_reps=200, min_time_s=1.0),
         model_videos_cpu=8, model_videos_gpu=8,
         model_budget=Budget(warmup=2, min_reps=5, max_reps=50, min_time_s=3.0),
-        train_budget=Budget(warmup=2, min_reps=5, max_reps=30, min_time_s=3.0)),
+        train_budget=Budget(warmup=2, min_reps=5, max_reps=30, min_time_s=3.0),
+        compile_models=True),
 }
 
 
-def get(name: str, *, compile_reference: bool | None = None) -> Size:
-    """The named size; ``compile_reference=False`` drops every torch.compile baseline."""
+def get(name: str, *, compile_reference: bool | None = None,
+        compile_models: bool | None = None) -> Size:
+    """The named size; ``compile_reference=False`` drops every torch.compile baseline,
+    ``compile_models=True`` adds the compiled whole models."""
     if name not in SIZES:
         raise ValueError(f"size must be one of {tuple(SIZES)}, got {name!r}")
     size = SIZES[name]
+    if compile_models:
+        size = replace(size, compile_models=True)
     if compile_reference is False:
-        size = replace(size, compile_reference=False, compile_modules=False)
+        size = replace(size, compile_reference=False, compile_modules=False,
+                       compile_models=False)
     return size
 
 

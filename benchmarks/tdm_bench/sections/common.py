@@ -122,15 +122,15 @@ def add_rows(ctx: RunContext, row: dict, contenders: dict[str, Hashable], found:
         ctx.advance(f"{row.get('name')}@{row.get('site') or ''} {row.get('pass')} {impl}")
         timing = found.timings.get(key)
         if timing is None:
-            ctx.results.add(**row, impl=impl, status="error",
-                            note=found.errors.get(key, "not timed")[:300])
+            ctx.results.add(**{**row, "impl": impl, "status": "error",
+                               "note": found.errors.get(key, "not timed")[:300]})
             continue
         peak = found.peaks.get(key)
         speedups = {column: found.timings[base].median_s / timing.median_s
                     for column, base in baselines.items() if base in found.timings}
-        ctx.results.add(**row, impl=impl, **timing_columns(timing), **speedups,
-                        peak_mem_mb=None if peak is None else peak / 2**20,
-                        **(extra(key, timing) if extra else {}))
+        ctx.results.add(**{**row, "impl": impl, **timing_columns(timing), **speedups,
+                           "peak_mem_mb": None if peak is None else peak / 2**20,
+                           **(extra(key, timing) if extra else {})})
 
 
 def add_error_rows(ctx: RunContext, row: dict, impls: list[str], passes: tuple[str, ...],

@@ -1,10 +1,20 @@
 """The ``model`` section: the whole network, TDN-ResNet50 at 8 segments.
 
-Three variants on the same clips:
+Three models on the same clips:
     "reference"  TDN-ResNet50 on the reference backend: the authors' op sequence and numerics
     "fused"      the same weights on the fused operators (backend chosen by "auto")
     "tsn"        a plain TSN ResNet-50 on the same clips, classifying each snippet's centre
                  frame: the cost floor (TDN adds 9% of its FLOPs, docs/math.md §7)
+and, when the size compiles models (``--compile``; on by default in ``--full``), the same three
+under ``torch.compile`` (Inductor, static shapes): "compiled_reference", "compiled_fused",
+"compiled_tsn", the peer a user who simply compiles the authors' model gets. A compiled
+variant wraps the module its eager variant runs (same weights, same state), and all six are
+timed in one round-robin. Compilation happens in each compiled variant's first call of a pass;
+that call's time beyond a step's median is reported as ``compile_s`` and is in no step time.
+
+For inference the fused TDN and the TSN (eager and compiled alike) run with their batch norms
+folded into the convolutions (``tdn.fold_batch_norm``, on a copy), the way a user deploys them
+and the same treatment for both; the reference stays the authors' model.
 
 Inference: ``eval()`` under ``torch.inference_mode``, time per batch, clips/s. Training step:
 ``train()``, forward, cross-entropy, backward, gradient-norm clipping at 20 and an SGD
@@ -16,6 +26,7 @@ other than float32 run under autocast.
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 
@@ -24,8 +35,16 @@ from ..shapes import Geometry
 from .common import add_rows, dtype_name, gmacs, measure_contenders
 
 NUM_CLASSES = 174
-VARIANTS = (("tdn_resnet50", "reference"), ("tdn_resnet50", "fused"), ("tsn_resnet50", "tsn"))
+MODELS = (("tdn_resnet50", "reference"), ("tdn_resnet50", "fused"), ("tsn_resnet50", "tsn"))
 PASSES = ("inference", "training")
+COMPILED = "compiled_"          # impl prefix of a torch.compile variant
+
+
+def variants(ctx) -> list[tuple[str, str]]:
+    """(model name, impl) of every variant the run times."""
+    compiled = [(name, COMPILED + impl) for name, impl in MODELS] if ctx.size.compile_models \
+        else []
+    return list(MODELS) + compiled
 
 
 def build(name: str, impl: str, segments: int, device: torch.device) -> torch.nn.Module:
@@ -85,15 +104,15 @@ def _step(model: torch.nn.Module, pass_name: str, batch, dtype: torch.dtype,
 
 
 def planned_steps(ctx) -> int:
-    return len(ctx.dtypes) * len(VARIANTS) * len(PASSES)
+    return len(ctx.dtypes) * len(variants(ctx)) * len(PASSES)
 
 
-def _build_variants(ctx, geo: Geometry) -> tuple[dict, dict]:
-    """The models by variant, with the reference's weights in the fused one, and the build
-    errors of those that failed."""
+def _build_models(ctx, geo: Geometry) -> tuple[dict, dict]:
+    """The eager models by (name, impl), with the reference's weights in the fused one, and
+    the build errors of those that failed."""
     torch.manual_seed(0)
     models, errors = {}, {}
-    for name, impl in VARIANTS:
+    for name, impl in MODELS:
         try:
             models[(name, impl)] = build(name, impl, geo.segments, ctx.device)
         except Exception as exc:  # noqa: BLE001 - reported in the variant's rows
@@ -106,11 +125,50 @@ def _build_variants(ctx, geo: Geometry) -> tuple[dict, dict]:
     return models, errors
 
 
+def _batch_norm_folder():
+    """``tdn``'s batch-norm folding where this version of the package has it, else None."""
+    import tdn
+
+    fold = getattr(tdn, "fold_batch_norm", None)
+    if fold is None:
+        try:
+            from tdn.models.fold import fold_batch_norm as fold
+        except ImportError:
+            return None
+    return fold
+
+
+def _variants_for(ctx, models: dict, errors: dict, pass_name: str) -> tuple[dict, dict]:
+    """The modules each variant runs in ``pass_name``, and the errors of those that cannot.
+
+    Inference runs the fused TDN and TSN with their batch norms folded into the convolutions
+    (the same treatment for both, on a copy), where ``tdn`` can fold; the reference stays the
+    authors' model. A compiled variant compiles the module its eager variant runs in the pass.
+    """
+    fold = _batch_norm_folder() if pass_name == "inference" else None
+    chosen, failed = {}, {}
+    for key, model in models.items():
+        if fold is not None and key[1] != "reference":
+            try:
+                model = fold(copy.deepcopy(model).eval())
+            except Exception as exc:  # noqa: BLE001 - reported in the variant's rows
+                failed[key] = f"fold_batch_norm: {type(exc).__name__}: {exc}"
+                continue
+        chosen[key] = model
+    for name, impl in variants(ctx)[len(MODELS):]:
+        eager = (name, impl.removeprefix(COMPILED))
+        if eager in chosen:
+            chosen[(name, impl)] = torch.compile(chosen[eager], dynamic=False)
+        else:
+            failed[(name, impl)] = failed.get(eager) or errors.get(eager, "not built")
+    return chosen, failed
+
+
 def _gmacs_per_clip(ctx, models: dict, geo: Geometry) -> dict[str, float]:
     clip, _ = make_batch(Geometry(1, geo.segments, geo.resolution), ctx.device)
     found = {}
     for (name, impl), model in models.items():
-        if impl in ("reference", "tsn"):
+        if impl in ("reference", "tsn"):            # the fused TDN counts the same
             try:
                 found[name] = gmacs(model, clip)
             except Exception as exc:  # noqa: BLE001 - FLOPs are informative only
@@ -126,7 +184,7 @@ def run(ctx) -> None:
     geo = ctx.size.model_geometry(ctx.device, ctx.segments)
     layout = "channels_last" if ctx.channels_last else "contiguous"
     ctx.announce("model", geo, f"layout {layout}; peak memory: {METHOD[ctx.device.type]}")
-    models, build_errors = _build_variants(ctx, geo)
+    models, build_errors = _build_models(ctx, geo)
     gmacs_of = _gmacs_per_clip(ctx, models, geo)
     batch = make_batch(geo, ctx.device)
     if ctx.channels_last:
@@ -136,8 +194,11 @@ def run(ctx) -> None:
                   shape=f"{geo.videos}x{geo.segments * 15}x{geo.resolution}x{geo.resolution}")
     for dtype in ctx.dtypes:
         for pass_name in PASSES:
-            steps, failed = {}, dict(build_errors)
-            for key, model in models.items():
+            running, failed = _variants_for(ctx, models, build_errors, pass_name)
+            failed.update(build_errors)
+            folded = pass_name == "inference" and _batch_norm_folder() is not None
+            steps = {}
+            for key, model in running.items():
                 try:
                     steps[key] = _step(model, pass_name, batch, dtype, ctx.device)
                 except Exception as exc:  # noqa: BLE001 - reported in the variant's row
@@ -147,10 +208,31 @@ def run(ctx) -> None:
             found = measure_contenders(steps, ctx.device, budget, with_peak_memory=True,
                                        errors=failed)
             steps.clear()                  # frees the optimizers' state before the next pass
-            for name, impl in VARIANTS:
-                add_rows(ctx, dict(common, name=name, dtype=dtype_name(dtype),
+            del running
+            for (name, impl), error in found.errors.items():
+                ctx.log(f"[model] {impl} {pass_name}: not timed: {error[:200]}")
+            compiled = {impl: found.first_call_s[(name, impl)] for name, impl in variants(ctx)
+                        if impl.startswith(COMPILED) and (name, impl) in found.first_call_s}
+            if compiled:
+                ctx.log(f"[model] {pass_name}: first (compiling) call "
+                        + ", ".join(f"{impl} {s:.0f} s" for impl, s in compiled.items()))
+            for name, impl in variants(ctx):
+                note = ("batch norms folded into the convolutions"
+                        if folded and not impl.endswith("reference") else None)
+                add_rows(ctx, dict(common, name=name, dtype=dtype_name(dtype), note=note,
                                    gmacs=gmacs_of.get(name), **{"pass": pass_name}),
                          {impl: (name, impl)}, found,
-                         {"speedup_vs_reference": ("tdn_resnet50", "reference")},
-                         lambda _, timing: {"throughput": geo.videos / timing.median_s})
+                         {"speedup_vs_reference": ("tdn_resnet50", "reference"),
+                          "speedup_vs_compiled": ("tdn_resnet50", COMPILED + "reference")},
+                         lambda key, timing: dict(throughput=geo.videos / timing.median_s,
+                                                  compile_s=_compile_s(found, key, timing)))
+    if ctx.size.compile_models:
+        torch._dynamo.reset()
+
+
+def _compile_s(found, key, timing) -> float | None:
+    """A compiled variant's compilation time: its first call beyond a normal step."""
+    if not key[1].startswith(COMPILED) or key not in found.first_call_s:
+        return None
+    return max(0.0, found.first_call_s[key] - timing.median_s)
 
