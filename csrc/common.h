@@ -75,4 +75,23 @@ inline std::vector<int64_t> with_spatial(at::IntArrayRef sizes, int64_t h, int64
   return out;
 }
 
+// The upsampling operators' backward (multiscale_sum, lateral_fuse) before their kernel:
+// grad_out as the (B, c, H, W) tensor the kernels read, dense in its own layout, and the two
+// gradients allocated in that layout: the full-size one and the small map's (B, c, h, w). With
+// no element to read, the small gradient is zero (the kernels then do not run).
+struct UpsampleGrads {
+  at::Tensor grad_out, grad_full, grad_small;
+  at::MemoryFormat fmt;
+};
+
+inline UpsampleGrads upsample_grads(const at::Tensor& grad_out, int64_t h, int64_t w) {
+  const auto g4 = flatten_leading(grad_out);
+  const auto fmt = layout_of(g4);
+  const auto g = g4.contiguous(fmt);
+  UpsampleGrads r{g, empty_4d(g, g.sizes(), fmt), empty_4d(g, {g.size(0), g.size(1), h, w}, fmt),
+                  fmt};
+  if (g.numel() == 0 && r.grad_small.numel() > 0) r.grad_small.zero_();
+  return r;
+}
+
 }  // namespace tdn

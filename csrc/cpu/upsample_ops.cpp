@@ -201,22 +201,17 @@ at::Tensor multiscale_sum_cpu(const at::Tensor& diff_in, const at::Tensor& poole
 std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cpu(const at::Tensor& g_in, int64_t h,
                                                                int64_t w) {
   check_upsample_backward(g_in, h, w, /*four_d=*/false);
-  const int64_t C = g_in.size(-3), H = g_in.size(-2), W = g_in.size(-1);
-  const auto g4 = flatten_leading(g_in);
-  const auto fmt = layout_of(g4);
-  const auto g = g4.contiguous(fmt);
-  auto g_third = empty_4d(g, g.sizes(), fmt);
-  auto g_pooled = empty_4d(g, {g.size(0), C, h, w}, fmt);
+  const auto b = upsample_grads(g_in, h, w);
+  const auto& g = b.grad_out;
   if (g.numel() > 0) {
-    const UpsampleGeometry geo(g.size(0), C, H, W, h, w, fmt);
+    const UpsampleGeometry geo(g.size(0), g.size(1), g.size(2), g.size(3), h, w, b.fmt);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "mss_bwd", [&] {
-      upsample_backward(geo, g.const_data_ptr<scalar_t>(), g_third.mutable_data_ptr<scalar_t>(),
-                        1.0 / 3.0, g_pooled.mutable_data_ptr<scalar_t>(), 1.0 / 3.0);
+      upsample_backward(geo, g.const_data_ptr<scalar_t>(),
+                        b.grad_full.mutable_data_ptr<scalar_t>(), 1.0 / 3.0,
+                        b.grad_small.mutable_data_ptr<scalar_t>(), 1.0 / 3.0);
     });
-  } else if (g_pooled.numel() > 0) {
-    g_pooled.zero_();
   }
-  return {g_third.view(g_in.sizes()), g_pooled.view(with_spatial(g_in.sizes(), h, w))};
+  return {b.grad_full.view(g_in.sizes()), b.grad_small.view(with_spatial(g_in.sizes(), h, w))};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -245,20 +240,17 @@ at::Tensor lateral_fuse_cpu(const at::Tensor& x_in, const at::Tensor& d_in, doub
 std::tuple<at::Tensor, at::Tensor> lateral_fuse_backward_cpu(const at::Tensor& g_in, int64_t h,
                                                              int64_t w, double alpha, double beta) {
   check_upsample_backward(g_in, h, w, /*four_d=*/true);
-  const auto fmt = layout_of(g_in);
-  const auto g = g_in.contiguous(fmt);
-  auto gx = empty_4d(g, g.sizes(), fmt);
-  auto gd = empty_4d(g, {g.size(0), g.size(1), h, w}, fmt);
-  if (g.numel() == 0) {
-    gd.zero_();
-    return {gx, gd};
+  const auto b = upsample_grads(g_in, h, w);
+  const auto& g = b.grad_out;
+  if (g.numel() > 0) {
+    const UpsampleGeometry geo(g.size(0), g.size(1), g.size(2), g.size(3), h, w, b.fmt);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "lf_bwd", [&] {
+      upsample_backward(geo, g.const_data_ptr<scalar_t>(),
+                        b.grad_full.mutable_data_ptr<scalar_t>(), alpha,
+                        b.grad_small.mutable_data_ptr<scalar_t>(), beta);
+    });
   }
-  const UpsampleGeometry geo(g.size(0), g.size(1), g.size(2), g.size(3), h, w, fmt);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "lf_bwd", [&] {
-    upsample_backward(geo, g.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), alpha,
-                      gd.mutable_data_ptr<scalar_t>(), beta);
-  });
-  return {gx, gd};
+  return {b.grad_full, b.grad_small};
 }
 
 }  // namespace

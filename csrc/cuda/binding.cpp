@@ -162,23 +162,18 @@ std::tuple<at::Tensor, at::Tensor> multiscale_sum_backward_cuda(const at::Tensor
   check_upsample_backward(g_in, h, w, /*four_d=*/false);
   check_cuda(g_in, "grad_out");
   const c10::cuda::CUDAGuard guard(g_in.device());
-  const int64_t C = g_in.size(-3), H = g_in.size(-2), W = g_in.size(-1);
-  const auto g4 = flatten_leading(g_in);
-  const auto fmt = layout_of(g4);
-  const auto g = g4.contiguous(fmt);
-  auto g_third = empty_4d(g, g.sizes(), fmt);
-  auto g_pooled = empty_4d(g, {g.size(0), C, h, w}, fmt);
+  const auto b = upsample_grads(g_in, h, w);
+  const auto& g = b.grad_out;
   if (g.numel() > 0) {
     constexpr double third = 1.0 / 3.0;
-    check_launch(upsample_combine_backward(g.const_data_ptr(), g_third.mutable_data_ptr(),
-                                           g_pooled.mutable_data_ptr(), dtype_of(g),
-                                           g.size(0), C, H, W, h, w, third, third,
-                                           is_channels_last(fmt), current_stream()),
+    check_launch(upsample_combine_backward(g.const_data_ptr(), b.grad_full.mutable_data_ptr(),
+                                           b.grad_small.mutable_data_ptr(), dtype_of(g),
+                                           g.size(0), g.size(1), g.size(2), g.size(3), h, w,
+                                           third, third, is_channels_last(b.fmt),
+                                           current_stream()),
                  "multiscale_sum_backward");
-  } else if (g_pooled.numel() > 0) {
-    g_pooled.zero_();
   }
-  return {g_third.view(g_in.sizes()), g_pooled.view(with_spatial(g_in.sizes(), h, w))};
+  return {b.grad_full.view(g_in.sizes()), b.grad_small.view(with_spatial(g_in.sizes(), h, w))};
 }
 
 at::Tensor lateral_fuse_cuda(const at::Tensor& x_in, const at::Tensor& d_in, double alpha,
@@ -204,20 +199,17 @@ std::tuple<at::Tensor, at::Tensor> lateral_fuse_backward_cuda(const at::Tensor& 
   check_upsample_backward(g_in, h, w, /*four_d=*/true);
   check_cuda(g_in, "grad_out");
   const c10::cuda::CUDAGuard guard(g_in.device());
-  const auto fmt = layout_of(g_in);
-  const auto g = g_in.contiguous(fmt);
-  auto gx = empty_4d(g, g.sizes(), fmt);
-  auto gd = empty_4d(g, {g.size(0), g.size(1), h, w}, fmt);
-  if (g.numel() == 0) {
-    gd.zero_();
-    return {gx, gd};
+  const auto b = upsample_grads(g_in, h, w);
+  const auto& g = b.grad_out;
+  if (g.numel() > 0) {
+    check_launch(upsample_combine_backward(g.const_data_ptr(), b.grad_full.mutable_data_ptr(),
+                                           b.grad_small.mutable_data_ptr(), dtype_of(g),
+                                           g.size(0), g.size(1), g.size(2), g.size(3), h, w,
+                                           alpha, beta, is_channels_last(b.fmt),
+                                           current_stream()),
+                 "lateral_fuse_backward");
   }
-  check_launch(
-      upsample_combine_backward(g.const_data_ptr(), gx.mutable_data_ptr(), gd.mutable_data_ptr(),
-                                dtype_of(g), g.size(0), g.size(1), g.size(2), g.size(3),
-                                h, w, alpha, beta, is_channels_last(fmt), current_stream()),
-      "lateral_fuse_backward");
-  return {gx, gd};
+  return {b.grad_full, b.grad_small};
 }
 
 // ---------------------------------------------------------------------------------------
