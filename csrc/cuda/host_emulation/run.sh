@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Check the CUDA kernels on the CPU: translate every csrc/cuda/*.cu for the host emulation
 # (emu.h), build them with g++ into a shared library, and compare every launcher against
-# tdn_ops.reference (float64) on the operator test shapes (tests/op_cases.py and the
-# vector-path shapes of tests/test_gpu.py), in float32/bfloat16/float16, contiguous,
+# tdn_ops.reference (float64) on the operator test shapes (tests/op_cases.py: CASES and the
+# vector-path GPU_CASES), in float32/bfloat16/float16, contiguous,
 # channels_last, strided and misaligned inputs, forward and backward.
 #
 # This checks index arithmetic, tilings, vector/scalar path selection, the two-stage weight
