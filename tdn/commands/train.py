@@ -99,7 +99,7 @@ def _command_line_value(name: str, value):
 def _config_value(name: str, value):
     """A parsed command-line value as TrainConfig holds it."""
     if name == "flip_label_swaps":
-        from ..data.transforms import parse_label_swaps
+        from ..data.transforms import parse_label_swaps  # torch: only once a run starts
 
         return parse_label_swaps(value)
     if name == "clip_grad_norm":

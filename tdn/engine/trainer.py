@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data import (EvalTransform, TrainTransform, VideoDataset, build_loader,
                     read_annotation_list, read_class_names)
 from ..fileio import atomic_torch_save, atomic_write_text
-from . import training_state as ckpt
+from . import training_state
 from .batches import batch_to_input
 from .distributed import (DistributedContext, all_ranks_true, average_gradients, barrier,
                           gather_objects, setup_distributed, teardown_distributed)
@@ -241,7 +241,7 @@ def _resume_path(config: TrainConfig) -> str | None:
     if config.resume in (None, ""):
         return None
     if config.resume == "auto":
-        path = os.path.join(config.output, ckpt.LAST_NAME)
+        path = os.path.join(config.output, training_state.LAST_NAME)
         return path if os.path.isfile(path) else None
     return config.resume
 
@@ -283,13 +283,13 @@ def _save(path_names: Sequence[str], trainer: Trainer, progress: Progress, extra
     """Gather every rank's RNG state (and partial metrics) and write the checkpoint(s) on
     rank 0. A collective: every rank calls it at the same point."""
     context = trainer.context
-    rng_states = gather_objects(ckpt.capture_rng_state(), context)
+    rng_states = gather_objects(training_state.capture_rng_state(), context)
     partials = gather_objects(
         dataclasses.asdict(progress.partial) if progress.partial is not None else None, context)
     if not context.is_main:
         return
     state = {
-        "format": ckpt.CHECKPOINT_FORMAT, "epoch": progress.epoch,
+        "format": training_state.CHECKPOINT_FORMAT, "epoch": progress.epoch,
         "step_in_epoch": progress.step_in_epoch, "partial_metrics": partials,
         "state_dict": trainer.network.state_dict(),
         "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
@@ -301,7 +301,7 @@ def _save(path_names: Sequence[str], trainer: Trainer, progress: Progress, extra
 
 
 def _restore(path: str, trainer: Trainer, recorded_model: dict) -> Progress:
-    state = ckpt.load_training_state(path)
+    state = training_state.load_training_state(path)
     _check_resumable(state, recorded_model, path)
     trainer.network.load_state_dict(state["state_dict"])
     trainer.optimizer.load_state_dict(state["optimizer"])
@@ -309,7 +309,7 @@ def _restore(path: str, trainer: Trainer, recorded_model: dict) -> Progress:
     trainer.scaler.load_state_dict(state["scaler"])
     rank, world = trainer.context.rank, trainer.context.world_size
     rng_states = state["rng"]
-    ckpt.restore_rng_state(rng_states[rank % len(rng_states)])
+    training_state.restore_rng_state(rng_states[rank % len(rng_states)])
     progress = Progress(epoch=int(state["epoch"]), history=list(state["history"]),
                         best_top1=float(state["best_top1"]), best_epoch=int(state["best_epoch"]))
     step = int(state.get("step_in_epoch", 0))
@@ -370,7 +370,7 @@ def _run(config: TrainConfig, context: DistributedContext) -> dict:
         periodic = bool(config.checkpoint_every) and \
             scheduler.last_epoch % config.checkpoint_every == 0
         if (stop or periodic) and done < total:
-            _save([ckpt.LAST_NAME], trainer, dataclasses.replace(
+            _save([training_state.LAST_NAME], trainer, dataclasses.replace(
                 progress, epoch=epoch, step_in_epoch=done, partial=partial), extra)
             barrier(context)
         return stop
@@ -410,7 +410,8 @@ def _run(config: TrainConfig, context: DistributedContext) -> dict:
         skipped = row["train_skipped"] + row.get("val_skipped", 0)
         if skipped and context.is_main:
             log.warning("epoch %d: skipped %d unreadable item(s)", epoch + 1, skipped)
-        _save([ckpt.LAST_NAME] + ([ckpt.BEST_NAME] if improved else []), trainer, progress, extra)
+        names = [training_state.LAST_NAME] + ([training_state.BEST_NAME] if improved else [])
+        _save(names, trainer, progress, extra)
         if context.is_main:
             write_history(progress.history, config.output)
             plot_curves(progress.history, os.path.join(config.output, "curves.png"),
