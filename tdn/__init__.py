@@ -19,6 +19,7 @@ _EXPORTS = {
     "build_model": "tdn.models.factory",
     "load_checkpoint": "tdn.models.factory",
     "load_model": "tdn.models.factory",
+    "fold_batch_norm": "tdn.models.fold",
     "list_models": "tdn.models.registry",
     "register_model": "tdn.models.registry",
     "TDN": "tdn.models.tdn",

@@ -212,3 +212,27 @@ def test_fold_rejects_bad_arguments():
         fold_into_conv(nn.Conv2d(3, 6, 1), nn.BatchNorm2d(5).eval())
     with pytest.raises(ValueError, match="no running statistics"):
         fold_into_conv(nn.Conv2d(3, 6, 1), nn.BatchNorm2d(6, track_running_stats=False))
+
+
+def test_build_model_folds_after_loading_weights(tmp_path):
+    """``build_model(..., pretrained=path, fold_bn=True)`` folds the loaded weights, not the
+    fresh initialisation, and hands back an eval-mode model."""
+    x = clip(1)
+    trained = calibrate(build_model("tsn_resnet18", num_classes=10, num_segments=1), x)
+    path = tmp_path / "weights.pt"
+    torch.save(trained.state_dict(), path)
+    folded = build_model("tsn_resnet18", num_classes=10, num_segments=1, pretrained=path,
+                         fold_bn=True)
+    assert not folded.training
+    assert count(folded, nn.BatchNorm2d) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), trained(x), atol=ATOL, rtol=0)
+
+
+def test_build_model_fold_bn_argument():
+    import tdn
+
+    assert tdn.fold_batch_norm is fold_batch_norm
+    assert count(build_model("tsn_resnet18", num_classes=10), nn.BatchNorm2d) > 0
+    with pytest.raises(TypeError, match="fold_bn must be a bool"):
+        build_model("tsn_resnet18", num_classes=10, fold_bn="yes")

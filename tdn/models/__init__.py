@@ -7,6 +7,7 @@ Importing this package registers every architecture (each module registers its o
 from .blocks import BasicBlock, Bottleneck, TDNBasicBlock, TDNBottleneck
 from .clips import expected_shapes
 from .factory import build_model, load_checkpoint, load_model
+from .fold import FoldedBatchNorm, fold_batch_norm
 from .registry import list_models, register_model
 from .tdn import TDN, TDNBackbone, default_fusion_weights
 from .tsn import TSN, ResNetBackbone
@@ -14,5 +15,6 @@ from .tsn import TSN, ResNetBackbone
 __all__ = [
     "build_model", "load_checkpoint", "load_model", "list_models", "register_model", "TDN",
     "TDNBackbone", "TSN", "ResNetBackbone", "BasicBlock", "Bottleneck", "TDNBasicBlock",
-    "TDNBottleneck", "default_fusion_weights", "expected_shapes",
+    "TDNBottleneck", "default_fusion_weights", "expected_shapes", "fold_batch_norm",
+    "FoldedBatchNorm",
 ]
