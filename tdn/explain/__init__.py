@@ -95,7 +95,7 @@ def explain_video(model: nn.Module, video: str, output: str | os.PathLike, *,
            for v, i in zip(values.tolist(), indices.tolist())]
     cams = result.cams[0]
     output = Path(output)
-    title = (f"{_name(chosen, class_names)} (p={float(probabilities[chosen]):.2f}), "
+    title = (f"{_name(chosen, class_names)} (p={float(probabilities[chosen]):.2f})\n"
              f"{result.method} on {result.layer}")
     panels = [f"segment {t + 1}" for t in range(len(cams))]
     files = {
