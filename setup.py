@@ -48,7 +48,8 @@ def _extensions():
     debug = os.environ.get("TDN_OPS_DEBUG") == "1"
     opt = ["-O0", "-g"] if debug else ["-O3"]
     cxx_flags = opt + ["-std=c++17", "-fopenmp", "-fvisibility=hidden", "-fno-trapping-math"]
-    sources = [os.path.join("csrc", "tdn_ops.cpp")] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    sources = [os.path.join("csrc", "tdn_ops.cpp"), os.path.join("csrc", "autograd.cpp")]
+    sources += sorted(glob.glob("csrc/cpu/*.cpp"))
     extra = {"cxx": cxx_flags}
     ext_cls = cpp_extension.CppExtension
     define_macros = []

@@ -1,8 +1,9 @@
 // Operator schemas of the tdn_ops library and the Python module that loads them.
 //
 // The schemas live here, once; each device folder (cpu/, cuda/) registers its kernels with
-// TORCH_LIBRARY_IMPL. Fake (meta) kernels and autograd are registered from Python
-// (tdn_ops/ops/*.py), following pytorch/extension-cpp.
+// TORCH_LIBRARY_IMPL, and autograd.cpp the autograd of the forward operators (C++ Functions
+// for the Autograd key, calling the backward operators). Fake (meta) kernels are registered
+// from Python (tdn_ops/ops/*.py), as is the autograd of any operator autograd.cpp lacks.
 //
 // Backward operators take every tensor the backward needs explicitly, so they are pure
 // functions of their arguments and can be traced by torch.compile like the forwards.

@@ -10,7 +10,7 @@ import warnings
 
 import torch
 
-__all__ = ["NATIVE_AVAILABLE", "NATIVE_IMPORT_ERROR", "has_native_kernel"]
+__all__ = ["NATIVE_AVAILABLE", "NATIVE_IMPORT_ERROR", "has_native_autograd", "has_native_kernel"]
 
 NATIVE_IMPORT_ERROR: str | None = None
 try:
@@ -37,3 +37,11 @@ def has_native_kernel(op_name: str, device_type: str) -> bool:
     if key is None:
         return False
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"tdn_ops::{op_name}", key)
+
+
+def has_native_autograd(op_name: str) -> bool:
+    """True when ``torch.ops.tdn_ops.<op_name>`` has an autograd kernel before Python adds one:
+    the C++ Functions of ``csrc/autograd.cpp``, registered when ``tdn_ops._C`` loads."""
+    if not NATIVE_AVAILABLE:
+        return False
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"tdn_ops::{op_name}", "Autograd")

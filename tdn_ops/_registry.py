@@ -6,6 +6,11 @@ installs them on the ``torch.ops.tdn_ops`` operator (when the extension is built
 the ``torch.autograd.Function`` for users who work at that level, built from the *same*
 backward: there is exactly one backward per operator. :func:`autograd_function` is also how the
 Triton backend builds its Functions.
+
+Operators whose autograd the extension registers in C++ (``csrc/autograd.cpp``, the Autograd
+dispatch key) keep it: there the backward is the same ``*_backward`` operator, called without
+the ~0.1 ms per call that torch.library's Python autograd costs. Only the others get the
+Python ``backward`` as their autograd.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Callable
 import torch
 
 from ._dispatch import native_op
-from ._extension import NATIVE_AVAILABLE
+from ._extension import NATIVE_AVAILABLE, has_native_autograd
 
 
 def class_name(op_name: str, suffix: str = "Function") -> str:
@@ -49,8 +54,9 @@ def register_operator(
     if NATIVE_AVAILABLE:
         torch.library.register_fake(f"tdn_ops::{name}")(fake)
         torch.library.register_fake(f"tdn_ops::{name}_backward")(backward_fake)
-        torch.library.register_autograd(f"tdn_ops::{name}", backward,
-                                        setup_context=setup_context)
+        if not has_native_autograd(name):
+            torch.library.register_autograd(f"tdn_ops::{name}", backward,
+                                            setup_context=setup_context)
 
     def forward(*args):
         return native_op(name)(*args)
