@@ -37,21 +37,21 @@ def videos(tmp_path_factory):
 
 def test_pyav_decodes_the_requested_frames_in_order(videos):
     path = str(videos / "long.mp4")
-    assert video_frame_count(path, "pyav") == 28
-    frames = read_video_frames(path, [5, 0, 27, 5, 12], "pyav")
+    assert video_frame_count(path, "av") == 28
+    frames = read_video_frames(path, [5, 0, 27, 5, 12], "av")
     assert frames.shape == (5, 3, 32, 32) and frames.dtype == torch.uint8
     assert _frame_numbers(frames) == [5, 0, 27, 5, 12]
 
 
 def test_indices_past_the_last_decoded_frame_are_clamped(videos):
-    frames = read_video_frames(str(videos / "long.mp4"), [26, 40], "pyav")
+    frames = read_video_frames(str(videos / "long.mp4"), [26, 40], "av")
     assert _frame_numbers(frames) == [26, 27]
 
 
 @pytest.mark.parametrize("name", ["garbage.mp4", "empty.mp4", "missing.mp4"])
 def test_unreadable_videos_raise_with_path_and_reason(videos, name):
     with pytest.raises(FrameReadError) as info:
-        video_frame_count(str(videos / name), "pyav")
+        video_frame_count(str(videos / name), "av")
     assert info.value.path.endswith(name) and info.value.reason
 
 
@@ -176,6 +176,88 @@ def test_containers_without_a_frame_count_are_counted_by_demuxing(tmp_path):
         container.mux(stream.encode())
     with av.open(path) as container:
         assert container.streams.video[0].frames == 0
-    assert video_frame_count(path, "pyav") == 15
+    assert video_frame_count(path, "av") == 15
     # counting rewinds the file: the frames read afterwards are still the right ones
-    assert _frame_numbers(read_video_frames(path, [0, 7, 14, 20], "pyav")) == [0, 7, 14, 14]
+    assert _frame_numbers(read_video_frames(path, [0, 7, 14, 20], "av")) == [0, 7, 14, 14]
+
+
+# ----------------------------------------------------------------------------- truncated videos
+def write_faststart_mp4(path, count=40, size=64):
+    """An mp4 with its index (moov) before the frames, as streaming sites serve them: cut short,
+    it still opens and announces every frame. Noisy frames, so that the cut falls mid-video."""
+    import av
+    from fractions import Fraction
+
+    noise = np.random.default_rng(0).integers(0, 64, (count, size, size, 3), dtype=np.uint8)
+    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(12))
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "10", "preset": "veryfast"}
+        for index, image in enumerate(noise):
+            image = image + np.uint8((SHADE * index) % 190)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+@pytest.fixture(scope="module")
+def cut_in_half(tmp_path_factory):
+    root = tmp_path_factory.mktemp("truncated")
+    whole = root / "whole.mp4"
+    write_faststart_mp4(whole)
+    data = whole.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # the index is at the front
+    half = root / "half.mp4"
+    half.write_bytes(data[: len(data) // 2])
+    return whole, half
+
+
+def test_a_faststart_mp4_cut_in_half_still_opens_and_announces_every_frame(cut_in_half):
+    import av
+
+    _, half = cut_in_half
+    with av.open(str(half)) as container:  # the premise: the header alone looks complete
+        assert container.streams.video[0].frames == 40
+
+
+@pytest.mark.parametrize("indices", [[0, 5, 39], [0, 1, 2]], ids=["past the cut", "before it"])
+def test_truncated_video_is_refused_not_padded_with_its_last_frame(cut_in_half, indices):
+    whole, half = cut_in_half
+    assert read_video_frames(str(whole), indices, "av").shape[0] == 3
+    with pytest.raises(FrameReadError, match="truncated video: the container announces 40"):
+        read_video_frames(str(half), indices, "av")
+
+
+def test_frame_count_probe_refuses_a_truncated_video(cut_in_half):
+    whole, half = cut_in_half
+    assert video_frame_count(str(whole), "av") == 40
+    with pytest.raises(FrameReadError, match="only 20 are stored") as info:
+        video_frame_count(str(half), "av")
+    assert info.value.path == str(half)
+
+
+def test_dataset_skips_and_counts_a_truncated_video(cut_in_half, tmp_path):
+    whole, half = cut_in_half
+    records = read_annotation_list_from_lines(tmp_path, [f"{whole} 0", f"{half} 1"])
+    dataset = VideoDataset(records, 4, EvalTransform(32, 32), mode="val", decoder="av")
+    batches = list(build_loader(dataset, batch_size=2, train=False, workers=0))
+    assert [b.labels.tolist() for b in batches] == [[0]]
+    (skipped,) = [s for b in batches for s in b.skipped]
+    assert skipped.path == str(half) and "truncated" in skipped.reason
+
+
+def test_a_directory_is_not_reported_as_a_missing_file(tmp_path):
+    with pytest.raises(FrameReadError, match="is a directory"):
+        video_frame_count(str(tmp_path), "av")
+
+
+def test_decoder_names(monkeypatch):
+    from tdn.data import decoding
+
+    assert decoding.resolve_decoder("pyav") == "av"  # the earlier name still works
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        decoding.resolve_decoder("ffmpeg")
+    monkeypatch.setattr(decoding, "decoder_available", lambda name: name == "av")
+    assert decoding.resolve_decoder("auto") == "av"
+    with pytest.raises(ValueError, match="'torchcodec' requested but torchcodec is not"):
+        decoding.resolve_decoder("torchcodec")

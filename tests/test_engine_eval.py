@@ -98,3 +98,20 @@ def test_predict_topk_on_video_files(setup):
         assert [n for _, n, _ in prediction.top] == [names[i] for i in indices]
     with pytest.raises(ValueError, match="topk"):
         predict_videos(model, videos, num_segments=SEGMENTS, topk=0)
+
+
+def test_predict_on_a_truncated_video_fails_with_the_reason(setup, tmp_path, capsys):
+    from test_data_video import write_faststart_mp4
+
+    from tdn.cli import main
+
+    root, _, project, _, paths = setup
+    whole = tmp_path / "whole.mp4"
+    write_faststart_mp4(whole)
+    half = tmp_path / "half.mp4"
+    half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert main(["predict", str(whole), "--checkpoint", str(project), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(half), "--checkpoint", str(project), "--device", "cpu"]) == 1
+    out, err = capsys.readouterr()
+    assert f"tdn predict: error: {half}: truncated video" in err and str(half) not in out

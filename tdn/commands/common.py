@@ -40,6 +40,19 @@ def setup_logging(rank: int = 0, log_file: str | None = None) -> None:
         logger.addHandler(handler)
 
 
+# Video decoders (tdn.data.decoding, which imports torch: the names are repeated here).
+DECODER_CHOICES = ("auto", "av", "torchcodec", "decord")
+
+
+def decoder_choice(text: str) -> str:
+    """``--decoder`` value; ``pyav``, the name earlier versions used, still means ``av``."""
+    return "av" if text == "pyav" else text
+
+
+DECODER_HELP = ("video decoder: av (PyAV), torchcodec, decord, or auto (torchcodec when it "
+                "loads, else PyAV)")
+
+
 # Options that several commands take, keyed by the TrainConfig field they set: argparse
 # keywords besides the default and the help, which come from the field (see add_settings).
 DATA_OPTIONS = {
@@ -47,7 +60,7 @@ DATA_OPTIONS = {
     "list_format": dict(choices=("auto", "frames", "videos")),
     "image_template": {},
     "first_frame_index": dict(type=int),
-    "decoder": dict(choices=("auto", "pyav", "decord")),
+    "decoder": dict(type=decoder_choice, choices=DECODER_CHOICES, help=DECODER_HELP),
     "workers": dict(type=int),
     "class_names": {},
 }
@@ -58,6 +71,12 @@ RUNTIME_OPTIONS = {
     "channels_last": dict(action="store_true"),
     "progress": dict(flags=["--no-progress"], action="store_false", help="no progress bars"),
 }
+
+
+def add_decoder_option(parser, default: str = "auto") -> None:
+    """``--decoder`` for commands without the full data options (predict, explain)."""
+    parser.add_argument("--decoder", type=decoder_choice, choices=DECODER_CHOICES,
+                        default=default, help=DECODER_HELP + " (default %(default)s)")
 
 
 def add_settings(group, options: dict[str, dict], settings: type, *,

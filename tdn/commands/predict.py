@@ -3,7 +3,8 @@
     tdn predict clip1.mp4 clip2.webm --checkpoint best.pt --class-names classes.txt --topk 5
 
 Scores are softmax probabilities averaged over --clips x --crops views. A video that cannot
-be read is reported and skipped (exit status 1 if any was). --json prints one JSON object per
+be read (missing, not a video, truncated) is reported on stderr and skipped, and the exit
+status is 1 if any was. --json prints one JSON object per
 video instead of text.
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from .common import positive_int, setup_logging
+from .common import add_decoder_option, positive_int, setup_logging
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -33,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--scale-size", type=positive_int, default=None)
     parser.add_argument("--clips", type=positive_int, default=1)
     parser.add_argument("--crops", type=int, choices=(1, 3), default=1)
-    parser.add_argument("--decoder", choices=("auto", "pyav", "decord"), default="auto")
+    add_decoder_option(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--backend", default=None, help="tdn_ops backend")
     parser.add_argument("--json", action="store_true", help="one JSON object per video")
@@ -65,7 +67,7 @@ def run(args) -> int:
         if args.json:
             print(json.dumps(prediction.as_dict()))
         elif prediction.error is not None:
-            print(f"{prediction.video}: skipped ({prediction.error})")
+            print(f"tdn predict: error: {prediction.video}: {prediction.error}", file=sys.stderr)
         else:
             ranked = "  ".join(f"{name} {score:.3f}" for _, name, score in prediction.top)
             print(f"{prediction.video}: {ranked}")

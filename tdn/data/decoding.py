@@ -1,20 +1,36 @@
-"""Reading frames: video files (PyAV, or decord when installed) and folders of images (Pillow).
+"""Reading frames: video files (PyAV, torchcodec or decord) and folders of images (Pillow).
 
 Every reader returns ``uint8`` tensors of shape ``(K, 3, H, W)`` (RGB), one per requested index,
 in the requested order (indices may repeat). Failures raise :class:`FrameReadError` carrying the
 path and a human-readable reason, which the dataset turns into a skipped item.
+
+A video is *complete* when it holds every frame its container announces. One that holds fewer
+(a download or copy cut short; with the index at the front, ``movflags=faststart``, such a file
+still opens) is corrupt and raises :class:`FrameReadError`, whichever decoder reads it: frames
+are never invented by repeating the last one that decoded. Threaded decoders may swallow the
+codec's error at the cut, so the check counts frames and packets instead of waiting for one.
+
+Decoders (``--decoder``): ``av`` (PyAV, always available with the ``video`` extra),
+``torchcodec`` and ``decord`` (optional), ``auto`` (torchcodec when it imports, else PyAV,
+saying so once). All of them read the frames at exactly the requested indices; PyAV and
+torchcodec give identical pixels on the project's test videos (tests/test_decoders.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import functools
+import logging
 import os
 from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
 
-DecoderName = Literal["auto", "pyav", "decord"]
+DecoderName = Literal["auto", "av", "torchcodec", "decord"]
+DECODERS = ("auto", "av", "torchcodec", "decord")
+_ALIASES = {"pyav": "av"}  # the name earlier versions used
+
+log = logging.getLogger("tdn")
 
 
 class FrameReadError(RuntimeError):
@@ -26,133 +42,239 @@ class FrameReadError(RuntimeError):
         self.reason = reason
 
 
+# ----------------------------------------------------------------------------- choosing one
+@functools.lru_cache(maxsize=None)
+def decoder_available(name: str) -> bool:
+    """Whether the optional decoder ``name`` imports. An import, not a lookup: torchcodec's
+    wheels load FFmpeg and torch libraries when imported, and fail there when those do not
+    match (e.g. a CUDA build of torchcodec beside a CPU build of torch)."""
+    module = {"av": "av", "torchcodec": "torchcodec.decoders", "decord": "decord"}[name]
+    try:
+        __import__(module)
+    except Exception:  # ImportError, or OSError from a shared library that does not load
+        return False
+    return True
+
+
 def decord_available() -> bool:
-    return importlib.util.find_spec("decord") is not None
+    return decoder_available("decord")
 
 
-def resolve_decoder(decoder: DecoderName) -> str:
-    """The video decoder to use: ``"pyav"`` or ``"decord"`` (``"auto"``: decord if installed)."""
-    if decoder == "auto":
-        return "decord" if decord_available() else "pyav"
-    if decoder == "decord" and not decord_available():
-        raise ValueError("decoder 'decord' requested but decord is not installed")
-    if decoder not in ("pyav", "decord"):
-        raise ValueError(f"decoder must be 'auto', 'pyav' or 'decord', got {decoder!r}")
-    return decoder
+@functools.lru_cache(maxsize=None)
+def _say_auto_fallback() -> None:
+    log.info("video decoder: torchcodec is not available, using PyAV (--decoder av)")
 
 
+def resolve_decoder(decoder: str) -> str:
+    """The decoder that ``decoder`` stands for: ``"av"``, ``"torchcodec"`` or ``"decord"``.
+
+    ``"auto"`` picks torchcodec when it imports, else PyAV (logged once per process). Naming
+    an optional decoder that is not installed is an error, not a silent fallback.
+    """
+    name = _ALIASES.get(decoder, decoder)
+    if name not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    if name == "auto":
+        if decoder_available("torchcodec"):
+            return "torchcodec"
+        _say_auto_fallback()
+        return "av"
+    if name != "av" and not decoder_available(name):
+        raise ValueError(f"decoder {name!r} requested but {name} is not installed (or does not "
+                         f"load with this torch); use --decoder av")
+    return name
+
+
+# ----------------------------------------------------------------------------- PyAV
+def _rgb(frame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24")
+
+
+def _truncated(announced: int, present: int, what: str) -> str:
+    return (f"truncated video: the container announces {announced} frames but only "
+            f"{present} {what}")
+
+
+class _PyAVVideo:
+    """One open container. Frames are decoded in order from the start (exact at any index,
+    and no seek to trust); the packets after the last wanted frame are demuxed, not decoded,
+    to check that the file is complete."""
+
+    def __init__(self, path: str):
+        import av
+
+        self.path = path
+        self.container = av.open(path)
+        if not self.container.streams.video:
+            self.container.close()
+            raise FrameReadError(path, "no video stream")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.announced = int(self.stream.frames)
+        if self.announced <= 0:
+            # No frame count in the header (webm, mkv): count packets, then rewind.
+            self.announced = self._count_packets()
+            self.container.seek(0, stream=self.stream)
+
+    def _count_packets(self) -> int:
+        return sum(1 for packet in self.container.demux(self.stream) if packet.size > 0)
+
+    def close(self) -> None:
+        self.container.close()
+
+    def check_complete(self) -> None:
+        packets = self._count_packets()
+        if packets < self.announced:
+            raise FrameReadError(self.path, _truncated(self.announced, packets, "are stored"))
+
+    def read(self, indices: Sequence[int]) -> list[np.ndarray]:
+        wanted = set(indices)
+        last_wanted = max(wanted)
+        found: dict[int, np.ndarray] = {}
+        position = packets = 0
+        # demux() ends with an empty packet per stream, whose decode() flushes the frames a
+        # threaded or B-frame decoder still holds.
+        for packet in self.container.demux(self.stream):
+            packets += packet.size > 0
+            if position > last_wanted and packet.size > 0:
+                continue  # only counting from here on
+            for frame in packet.decode():
+                if position in wanted:
+                    found[position] = _rgb(frame)
+                position += 1
+        if packets < self.announced:
+            raise FrameReadError(self.path, _truncated(self.announced, packets, "are stored"))
+        if position <= last_wanted:
+            raise FrameReadError(self.path, _truncated(self.announced, position, "decode"))
+        return [found[i] for i in indices]
+
+
+# ----------------------------------------------------------------------------- torchcodec
+class _TorchCodecVideo:
+    """torchcodec's ``VideoDecoder`` in exact seek mode: it scans the file once, so its frame
+    count is the number of frames present, which is compared with the header's."""
+
+    def __init__(self, path: str):
+        from torchcodec.decoders import VideoDecoder
+
+        self.path = path
+        self.decoder = VideoDecoder(path, seek_mode="exact", dimension_order="NHWC",
+                                    num_ffmpeg_threads=1)
+        present = len(self.decoder)
+        header = getattr(self.decoder.metadata, "num_frames_from_header", None)
+        self.announced = max(present, int(header or 0))
+        self.present = present
+
+    def close(self) -> None:
+        pass
+
+    def check_complete(self) -> None:
+        if self.present < self.announced:
+            raise FrameReadError(self.path, _truncated(self.announced, self.present, "are stored"))
+
+    def read(self, indices: Sequence[int]) -> list[np.ndarray]:
+        self.check_complete()
+        frames = self.decoder.get_frames_at(list(indices)).data.numpy()
+        return list(frames)
+
+
+# ----------------------------------------------------------------------------- decord
+class _DecordVideo:
+    """decord reads frames by index but takes the header's count on trust: the packets are
+    counted with PyAV's demuxer (no decoding) to catch a truncated file."""
+
+    def __init__(self, path: str):
+        import decord
+
+        self.path = path
+        self.reader = decord.VideoReader(path, num_threads=1)
+        self.announced = len(self.reader)
+
+    def close(self) -> None:
+        pass
+
+    def check_complete(self) -> None:
+        probe = _PyAVVideo(self.path)
+        try:
+            probe.check_complete()
+        finally:
+            probe.close()
+
+    def read(self, indices: Sequence[int]) -> list[np.ndarray]:
+        self.check_complete()
+        return list(self.reader.get_batch(list(indices)).asnumpy())
+
+
+_BACKENDS = {"av": _PyAVVideo, "torchcodec": _TorchCodecVideo, "decord": _DecordVideo}
+
+
+# ----------------------------------------------------------------------------- public API
 def _to_tensor(frames: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
 
 
-# ----------------------------------------------------------------------------- PyAV
-def _pyav_count(container, stream) -> int:
-    if stream.frames > 0:
-        return int(stream.frames)
-    # Containers without a frame count in their header (webm, some mkv): count packets,
-    # which demuxes without decoding, then rewind.
-    count = sum(1 for packet in container.demux(stream) if packet.size > 0)
-    container.seek(0, stream=stream)
-    return count
-
-
-def _pyav_decode(container, stream, path: str, indices: Sequence[int]) -> list[np.ndarray]:
-    wanted = set(int(i) for i in indices)
-    last_wanted = max(wanted)
-    found: dict[int, np.ndarray] = {}
-    last_frame = None
-    for position, frame in enumerate(container.decode(stream)):
-        last_frame = frame
-        if position in wanted:
-            found[position] = frame.to_ndarray(format="rgb24")
-        if position >= last_wanted:
-            break
-    if last_frame is None:
-        raise FrameReadError(path, "no frame could be decoded")
-    # Headers may over-count frames: indices past the last decoded frame are clamped to it,
-    # the same rule as for indices past the end of the video (docs/math.md §1).
-    missing = wanted - found.keys()
-    if missing:
-        tail = last_frame.to_ndarray(format="rgb24")
-        found.update((index, tail) for index in missing)
-    return [found[int(i)] for i in indices]
-
-
-def _pyav_open(path: str):
-    import av
-
-    container = av.open(path)
-    if not container.streams.video:
-        container.close()
-        raise FrameReadError(path, "no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    return container, stream
-
-
-# ----------------------------------------------------------------------------- decord
-def _decord_reader(path: str):
-    import decord
-
-    return decord.VideoReader(path, num_threads=1)
-
-
-# ----------------------------------------------------------------------------- public API
 def _unreadable(path: str, error: Exception) -> FrameReadError:
     if isinstance(error, FrameReadError):
         return error
+    if isinstance(error, IsADirectoryError) or os.path.isdir(path):
+        return FrameReadError(path, "is a directory, not a video file")
     if isinstance(error, FileNotFoundError) or not os.path.isfile(path):
         return FrameReadError(path, "file not found")
-    # av.error.*, decord errors, OSError: all mean "this file cannot be decoded"
+    # av.error.*, torchcodec's RuntimeError, decord errors, OSError: "cannot be decoded"
     return FrameReadError(path, f"{type(error).__name__}: {error}")
 
 
+def _open(path: str, decoder: str):
+    video = _BACKENDS[resolve_decoder(decoder)](path)
+    if video.announced < 1:
+        video.close()
+        raise FrameReadError(path, "the video has no frames")
+    return video
+
+
 def read_video_sampled(
-    path: str, choose: Callable[[int], Sequence[int]], backend: DecoderName = "auto",
+    path: str, choose: Callable[[int], Sequence[int]], backend: str = "auto",
 ) -> torch.Tensor:
     """Open ``path`` once, ask ``choose(num_frames)`` which frames to read, and return them as
-    ``(K, 3, H, W)`` uint8 RGB. Raises :class:`FrameReadError` when the file cannot be read."""
-    backend = resolve_decoder(backend)
+    ``(K, 3, H, W)`` uint8 RGB. Indices past the last frame read the last frame (docs/math.md
+    §1). Raises :class:`FrameReadError` when the file cannot be read or is truncated."""
+    resolve_decoder(backend)  # a bad decoder name is the caller's error, not the file's
     try:
-        if backend == "decord":
-            reader = _decord_reader(path)
-            count = len(reader)
-            if count < 1:
-                raise FrameReadError(path, "the video has no frames")
-            indices = [min(int(i), count - 1) for i in choose(count)]
-            if indices:
-                frames = reader.get_batch(indices).asnumpy()
-                return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
-        else:
-            container, stream = _pyav_open(path)
-            with container:
-                count = _pyav_count(container, stream)
-                if count < 1:
-                    raise FrameReadError(path, "the video has no frames")
-                indices = list(choose(count))
-                if indices:
-                    return _to_tensor(_pyav_decode(container, stream, path, indices))
+        video = _open(path, backend)
     except Exception as error:  # PyAV's errors subclass ValueError/OSError: all "unreadable"
         raise _unreadable(path, error) from error
-    raise ValueError("choose() selected no frame")
-
-
-def video_frame_count(path: str, backend: DecoderName = "auto") -> int:
-    """Number of frames of a video file (from its header, or by demuxing when absent)."""
-    backend = resolve_decoder(backend)
     try:
-        if backend == "decord":
-            return len(_decord_reader(path))
-        container, stream = _pyav_open(path)
-        with container:
-            return _pyav_count(container, stream)
+        indices = [min(max(int(i), 0), video.announced - 1) for i in choose(video.announced)]
+        if not indices:
+            raise ValueError("choose() selected no frame")
+        try:
+            return _to_tensor(video.read(indices))
+        except Exception as error:
+            raise _unreadable(path, error) from error
+    finally:
+        video.close()
+
+
+def video_frame_count(path: str, backend: str = "auto") -> int:
+    """The number of frames of a video file, after checking that the file holds them all.
+
+    The probe for indexing and benchmarks: it demuxes the whole file (cheap: nothing is
+    decoded) and raises :class:`FrameReadError` for a file that is missing, unreadable,
+    empty or truncated.
+    """
+    resolve_decoder(backend)
+    try:
+        video = _open(path, backend)
+        try:
+            video.check_complete()
+            return video.announced
+        finally:
+            video.close()
     except Exception as error:
         raise _unreadable(path, error) from error
 
 
-def read_video_frames(
-    path: str, indices: Sequence[int], backend: DecoderName = "auto",
-) -> torch.Tensor:
+def read_video_frames(path: str, indices: Sequence[int], backend: str = "auto") -> torch.Tensor:
     """Frames ``indices`` (0-based) of a video file as ``(K, 3, H, W)`` uint8 RGB."""
     if len(indices) == 0:
         raise ValueError("indices must not be empty")
