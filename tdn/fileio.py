@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-
 def _temporary_pattern(path: Path) -> str:
     return str(path.parent / f".{path.name}.*.tmp")
 
@@ -80,3 +79,17 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
         except FileNotFoundError:
             pass
     return removed
+
+
+def check_writable_folder(path: str | os.PathLike, what: str = "output folder") -> None:
+    """Create the folder ``path`` if needed and prove that files can be written in it, so
+    that a run fails at its start rather than after its work. ``what`` names it in the error
+    (e.g. ``"--output"``); raises :class:`OSError` with a one-line message."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=path)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise OSError(f"{what} {os.fspath(path)}: cannot write there ({reason})") from None

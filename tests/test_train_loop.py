@@ -141,7 +141,7 @@ def test_corrupt_training_items_are_skipped_and_counted(dataset, tmp_path, caplo
 
 
 def test_bad_configuration_names_the_argument(dataset, tmp_path):
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match="--batch-size"):
         run_training(_config(dataset, tmp_path, batch_size=0))
     with pytest.raises(FileNotFoundError, match="train list"):
         run_training(_config(dataset, tmp_path, train_list=str(tmp_path / "none.txt")))

@@ -6,7 +6,12 @@ Several GPUs:     torchrun --nproc-per-node 8 -m tdn train ... (NCCL; gloo on CP
 Several machines: torchrun --nnodes 2 --node-rank R --rdzv-endpoint HOST:PORT ... -m tdn train ...
 
 ``--batch-size`` is per process; ``--lr`` is the learning rate of the global batch
-(processes x batch x accumulation) and is not rescaled automatically.
+(processes x batch x accumulation), used as given unless ``--scale-lr`` applies the linear
+rule (lr x global batch / --lr-reference-batch; the lr used is logged).
+
+A folder that holds a run is never replaced silently: continue it with ``--resume``, or pass
+``--overwrite``. ``--init-from CKPT --backbone-only`` fine-tunes a checkpoint's backbone
+for another class count.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import dataclasses
 import os
 
 from ..engine.train_config import TrainConfig
+from ..fileio import check_writable_folder
 from .common import (DATA_OPTIONS, RUNTIME_OPTIONS, add_settings, positive_int, print_json_line,
                      setup_logging)
 
@@ -25,7 +31,7 @@ from .common import (DATA_OPTIONS, RUNTIME_OPTIONS, add_settings, positive_int, 
 PRESETS = {
     "something": dict(flip_label_swaps="something"),
     "kinetics": dict(lr=0.02, lr_steps=[50, 75, 90], epochs=100, weight_decay=1e-4,
-                     batch_size=16),
+                     batch_size=16, lr_reference_batch=128),
 }
 
 # How each TrainConfig field is given on the command line, by help group, in the order
@@ -43,6 +49,8 @@ OPTIONS = {
         "num_classes": dict(type=positive_int),
         "dropout": dict(type=float),
         "pretrained": {},
+        "init_from": dict(metavar="CKPT"),
+        "backbone_only": dict(action="store_true"),
         "bn_mode": dict(choices=("train", "partial", "frozen")),
         "sync_bn": dict(action="store_true"),
     },
@@ -50,6 +58,8 @@ OPTIONS = {
         "epochs": dict(type=positive_int),
         "batch_size": dict(type=positive_int),
         "lr": dict(type=float),
+        "scale_lr": dict(action="store_true"),
+        "lr_reference_batch": dict(type=positive_int),
         "lr_steps": dict(type=float, nargs="+"),
         "lr_gamma": dict(type=float),
         "warmup_epochs": dict(type=float),
@@ -73,6 +83,7 @@ OPTIONS = {
         "resume": dict(nargs="?", const="auto",
                        help="continue from a checkpoint_last.pt (no value: the one in "
                             "--output, if any)"),
+        "overwrite": dict(action="store_true"),
         "eval_every": dict(type=positive_int),
         "checkpoint_every": dict(type=int, metavar="STEPS"),
         "stop_after_steps": dict(type=int, metavar="STEPS"),
@@ -101,7 +112,10 @@ def _config_value(name: str, value):
     if name == "flip_label_swaps":
         from ..data.transforms import parse_label_swaps  # torch: only once a run starts
 
-        return parse_label_swaps(value)
+        try:
+            return parse_label_swaps(value)
+        except ValueError as e:
+            raise ValueError(f"--flip-label-swaps: {e}") from None
     if name == "clip_grad_norm":
         return value if value > 0 else None
     if name in ("crop_scales", "lr_steps"):
@@ -135,6 +149,9 @@ def run(args) -> int:
     from ..engine.trainer import run_training
 
     config = config_from_args(args)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:  # before the log file goes there, and long before any work
+        check_writable_folder(config.output, "--output")
     setup_logging(int(os.environ.get("RANK", "0")), os.path.join(config.output, "train.log"))
     summary = run_training(config)
     if int(os.environ.get("RANK", "0")) == 0:

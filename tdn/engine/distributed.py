@@ -34,14 +34,29 @@ class DistributedContext:
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     """``"auto"`` -> this rank's GPU when CUDA is available, else CPU; ``"cuda"`` -> this
-    rank's GPU; anything else is passed to ``torch.device``."""
+    rank's GPU; ``"cpu"``, ``"cuda:N"`` as written. A device this machine does not have is
+    a ValueError naming ``--device``."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {device!r} is not a device: use auto, cpu, cuda or "
+                         f"cuda:N") from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type != "cuda":
+        raise ValueError(f"--device {device!r}: only auto, cpu, cuda and cuda:N are supported")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device!r}: CUDA is not available on this machine (use "
+                         f"--device cpu)")
+    count = torch.cuda.device_count()
+    if resolved.index is None:
+        return torch.device("cuda", local_rank % count)
+    if resolved.index >= count:
+        raise ValueError(f"--device {device!r}: this machine has {count} GPU(s), "
+                         f"cuda:0..cuda:{count - 1}")
+    return resolved
 
 
 def setup_distributed(device: str = "auto", timeout_minutes: float = 30) -> DistributedContext:

@@ -45,9 +45,26 @@ def load_model_for_inference(
     model, metadata = load_model_and_metadata(checkpoint, backend, num_segments, arch=arch,
                                               num_classes=num_classes)
     config = model_config(model.arch, model.num_classes, model.num_segments,
-                          dropout=float(metadata.get("dropout", 0.5)),
-                          input_size=int(metadata.get("input_size", DEFAULT_INPUT_SIZE)))
+                          dropout=metadata_number(metadata, "dropout", float, 0.5, checkpoint),
+                          input_size=metadata_number(metadata, "input_size", int,
+                                                     DEFAULT_INPUT_SIZE, checkpoint))
     return model.to(device).eval(), config
+
+
+def metadata_number(metadata: dict, field: str, kind: type, default, source: str):
+    """``metadata[field]`` read as a ``kind`` (``default`` when absent); a value that is not
+    one is a ValueError naming the field and the file."""
+    text = metadata.get(field)
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: metadata field {field!r} should be "
+                         f"{'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if isinstance(value, float) and value != value:
+        raise ValueError(f"{source}: metadata field {field!r} is NaN")
+    return value
 
 
 def training_metadata(network: nn.Module, config: dict) -> dict[str, str]:

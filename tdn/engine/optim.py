@@ -91,8 +91,20 @@ class WarmupStepSchedule:
         self.steps_per_epoch = steps_per_epoch
         self.milestones = sorted(float(m) for m in milestones)
         self.gamma = gamma
+        self.warmup_epochs = float(warmup_epochs)
         self.warmup_steps = int(math.ceil(warmup_epochs * steps_per_epoch))
         self.warmup_divisor = warmup_divisor
+
+    def rebase(self, steps_per_epoch: int) -> None:
+        """Count in steps of another length (a run resumed at an epoch boundary with another
+        batch size, accumulation or process count); milestones stay in epochs."""
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        # schedules saved before warmup_epochs was recorded: recover it from the step count
+        warmup_epochs = getattr(self, "warmup_epochs", self.warmup_steps / self.steps_per_epoch)
+        self.steps_per_epoch = steps_per_epoch
+        self.warmup_epochs = warmup_epochs
+        self.warmup_steps = int(math.ceil(warmup_epochs * steps_per_epoch))
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -108,3 +120,34 @@ def build_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int,
                     warmup_epochs: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
     schedule = WarmupStepSchedule(steps_per_epoch, milestones, gamma, warmup_epochs)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def schedule_of(scheduler: torch.optim.lr_scheduler.LambdaLR) -> WarmupStepSchedule:
+    """The schedule a :func:`build_scheduler` scheduler follows (the same for every group)."""
+    return scheduler.lr_lambdas[0]
+
+
+def epoch_start_lr(scheduler: torch.optim.lr_scheduler.LambdaLR, epoch: int,
+                   group: int = 0) -> float:
+    """The learning rate of group ``group`` at the first optimiser step of ``epoch`` (the
+    lr the epoch trains at, after any warm-up)."""
+    schedule = schedule_of(scheduler)
+    return scheduler.base_lrs[group] * schedule(epoch * schedule.steps_per_epoch)
+
+
+def rebase_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, steps_per_epoch: int,
+                     epochs_done: int) -> bool:
+    """Continue a restored schedule at the start of epoch ``epochs_done`` with
+    ``steps_per_epoch`` steps per epoch from now on. Returns whether anything changed."""
+    schedule = schedule_of(scheduler)
+    if schedule.steps_per_epoch == steps_per_epoch:
+        return False
+    for each in {id(f): f for f in scheduler.lr_lambdas}.values():
+        each.rebase(steps_per_epoch)
+    scheduler.last_epoch = epochs_done * steps_per_epoch
+    lrs = [base * fn(scheduler.last_epoch)
+           for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs
+    return True

@@ -30,6 +30,16 @@ def write_history(history: Sequence[dict], output: str) -> None:
     atomic_write_text(os.path.join(output, "log.json"), json.dumps(list(history), indent=1) + "\n")
 
 
+def curves_available() -> bool:
+    """Whether matplotlib (an optional dependency) can draw the curves; the trainer asks
+    before any work, so that a missing package costs a warning, not a run."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _figure_bytes(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")

@@ -26,19 +26,30 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from ..checkpoint_io import CheckpointError
 from ..data import (EvalTransform, TrainTransform, VideoDataset, build_loader,
                     read_annotation_list, read_class_names)
-from ..fileio import atomic_torch_save, atomic_write_text
-from . import training_state
+from ..fileio import atomic_torch_save, atomic_write_text, check_writable_folder
+from ..models.factory import load_checkpoint
+from . import run_folder, training_state
 from .batches import batch_to_input
 from .distributed import (DistributedContext, all_ranks_true, average_gradients, barrier,
                           gather_objects, setup_distributed, teardown_distributed)
 from .metrics import RunningMetrics
 from .modelio import build_from_config, model_config, training_metadata
-from .optim import (apply_batch_norm_mode, build_optimizer, build_scheduler,
-                    freeze_batch_norm_parameters)
-from .reporting import plot_curves, write_history
+from .optim import (apply_batch_norm_mode, build_optimizer, build_scheduler, epoch_start_lr,
+                    freeze_batch_norm_parameters, rebase_scheduler)
+from .reporting import curves_available, plot_curves, write_history
+from .resume_settings import reconcile
 from .train_config import TrainConfig
+
+# Above this fraction of unreadable items in an epoch, the metrics describe a different data
+# set than the list: the run says so loudly.
+SKIPPED_WARNING_FRACTION = 0.05
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite (without a grad scaler to skip the step)."""
 
 log = logging.getLogger("tdn")
 
@@ -62,6 +73,11 @@ def prepare_data(config: TrainConfig, context: DistributedContext) -> TrainingDa
     if largest_label >= num_classes:
         raise ValueError(f"label {largest_label} found in the lists but num_classes is "
                          f"{num_classes}")
+    outside = sorted(label for pair in config.flip_label_swaps.items() for label in pair
+                     if label >= num_classes)
+    if outside:
+        raise ValueError(f"--flip-label-swaps: label {outside[0]} is not one of the "
+                         f"{num_classes} classes (0..{num_classes - 1})")
     common = dict(num_segments=config.segments, image_template=config.image_template,
                   first_frame_index=config.first_frame_index, decoder=config.decoder)
     train_set = VideoDataset(
@@ -111,12 +127,24 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
 
 
-def build_training_model(config: TrainConfig, num_classes: int,
-                         context: DistributedContext) -> tuple[nn.Module, nn.Module]:
-    """(the network, what to call in the loop: the network or its DDP wrapper)."""
-    network = build_from_config(
-        model_config(config.arch, num_classes, config.segments, config.dropout, config.input_size),
-        backend=config.backend, pretrained=config.pretrained)
+def build_training_model(config: TrainConfig, num_classes: int, context: DistributedContext,
+                         initialise: bool = True) -> tuple[nn.Module, nn.Module]:
+    """(the network, what to call in the loop: the network or its DDP wrapper).
+    ``initialise=False`` (a resume, whose checkpoint replaces the weights) skips
+    ``--init-from``."""
+    try:
+        network = build_from_config(
+            model_config(config.arch, num_classes, config.segments, config.dropout,
+                         config.input_size),
+            backend=config.backend, pretrained=config.pretrained)
+    except CheckpointError as e:
+        raise CheckpointError(f"--pretrained {config.pretrained}: {e}\n  hint: tdn train "
+                              f"--init-from {config.pretrained} --backbone-only loads all of "
+                              f"it but the classifier") from None
+    if config.init_from and initialise:
+        report = load_checkpoint(network, config.init_from, backbone_only=config.backbone_only)
+        if context.is_main:
+            log.info("--init-from: %s", report)
     freeze_batch_norm_parameters(network, config.bn_mode)
     if config.sync_bn and context.is_distributed:
         if context.device.type != "cuda":
@@ -185,8 +213,16 @@ class Trainer:
                     with autocast(context.device, config.amp):
                         logits = self.model(clips)
                         loss = F.cross_entropy(logits.float(), labels)
+                    finite = all_ranks_true(bool(torch.isfinite(loss)), context)
+                    if not finite and not self.scaler.is_enabled():
+                        raise self._diverged(loss, epoch, position, total)
+                    # under the grad scaler, an overflow is routine: it skips the step
                     self.scaler.scale(loss / group_size).backward()
-                metrics.update(loss.item(), logits, labels)
+                if finite:
+                    metrics.update(loss.item(), logits, labels)
+                elif context.is_main:
+                    log.warning("epoch %d, micro-batch %d: non-finite loss; the grad scaler "
+                                "skips this step", epoch + 1, position + 1)
                 pending += 1
             elif step_now and pending and context.is_distributed:
                 # the synchronising backward of this group was dropped: average by hand
@@ -208,6 +244,16 @@ class Trainer:
             bar.close()
         metrics.skipped += self.skips.take()
         return metrics.reduced(context), finished
+
+    def _diverged(self, loss: torch.Tensor, epoch: int, position: int,
+                  total: int) -> TrainingDiverged:
+        step = self.scheduler.last_epoch + 1
+        lr = self.optimizer.param_groups[0]["lr"]
+        return TrainingDiverged(
+            f"the training loss became {loss.item()} at optimiser step {step} (epoch "
+            f"{epoch + 1}, micro-batch {position + 1} of {total}), so training stopped; the "
+            f"checkpoints in --output hold the last good state. Lower --lr (this step used "
+            f"{lr:g}), add --warmup-epochs, or keep --clip-grad-norm on")
 
     def _optimizer_step(self) -> None:
         if self.config.clip_grad_norm is not None:
@@ -283,6 +329,16 @@ def _save(path_names: Sequence[str], trainer: Trainer, progress: Progress, extra
     """Gather every rank's RNG state (and partial metrics) and write the checkpoint(s) on
     rank 0. A collective: every rank calls it at the same point."""
     context = trainer.context
+    # a checkpoint is a state worth resuming: never one whose weights overflowed (every rank
+    # holds the same weights, so every rank stops here together)
+    broken = [name for name, p in trainer.network.named_parameters()
+              if not bool(torch.isfinite(p).all())]
+    if broken:
+        raise TrainingDiverged(
+            f"after optimiser step {trainer.scheduler.last_epoch} the weights are no longer "
+            f"finite ({broken[0]}{' and others' if len(broken) > 1 else ''}), so training "
+            f"stopped without saving; the checkpoints in --output hold the last good state. "
+            f"Lower --lr, add --warmup-epochs, or keep --clip-grad-norm on")
     rng_states = gather_objects(training_state.capture_rng_state(), context)
     partials = gather_objects(
         dataclasses.asdict(progress.partial) if progress.partial is not None else None, context)
@@ -300,8 +356,10 @@ def _save(path_names: Sequence[str], trainer: Trainer, progress: Progress, extra
         atomic_torch_save(state, os.path.join(trainer.config.output, name))
 
 
-def _restore(path: str, trainer: Trainer, recorded_model: dict) -> Progress:
-    state = training_state.load_training_state(path)
+def _restore(state: dict, path: str, trainer: Trainer, recorded_model: dict,
+             steps_per_epoch: int) -> Progress:
+    """Put the checkpoint's states into the trainer's modules and random generators; returns
+    where the run stands."""
     _check_resumable(state, recorded_model, path)
     trainer.network.load_state_dict(state["state_dict"])
     trainer.optimizer.load_state_dict(state["optimizer"])
@@ -321,21 +379,54 @@ def _restore(path: str, trainer: Trainer, recorded_model: dict) -> Progress:
                              f"from an end-of-epoch checkpoint")
         progress.step_in_epoch = step
         progress.partial = RunningMetrics(**partials[rank])
+    elif rebase_scheduler(trainer.scheduler, steps_per_epoch, progress.epoch):
+        # another batch size, accumulation or process count from this epoch on: the
+        # milestones (in epochs) keep their meaning
+        if trainer.context.is_main:
+            log.info("the schedule continues with %d optimiser steps per epoch",
+                     steps_per_epoch)
     return progress
+
+
+def _claim_output(config: TrainConfig, resuming: bool, context: DistributedContext) -> None:
+    """Rank 0 checks that --output is writable and may hold this run (refusing a previous
+    run's folder); every rank raises the same error when it may not."""
+    problem: Exception | None = None
+    if context.is_main:
+        try:
+            check_writable_folder(config.output, "--output")
+            run_folder.claim(config.output, resuming=resuming, overwrite=config.overwrite)
+        except (ValueError, OSError) as e:
+            problem = e
+    verdict = gather_objects(None if problem is None else str(problem), context)[0]
+    if problem is not None:
+        raise problem
+    if verdict is not None:
+        raise ValueError(verdict)
 
 
 def _run(config: TrainConfig, context: DistributedContext) -> dict:
     torch.manual_seed(config.seed + context.rank)
-    if context.is_main:
-        os.makedirs(config.output, exist_ok=True)
-        atomic_write_text(os.path.join(config.output, "config.json"),
-                          json.dumps(config.as_dict(), indent=1) + "\n")
+    resume_from = _resume_path(config)
+    _claim_output(config, resume_from is not None, context)
+    state = training_state.load_training_state(resume_from) if resume_from else None
+    if state is not None:
+        config, notes = reconcile(config, state.get("config"),
+                                  mid_epoch=int(state.get("step_in_epoch", 0)) > 0,
+                                  path=resume_from)
+        for note in notes if context.is_main else ():
+            log.warning("resume: %s", note)
+    draw_curves = context.is_main and curves_available()
+    if context.is_main and not draw_curves:
+        log.warning("matplotlib is not installed: curves.png will not be drawn (pip install "
+                    "matplotlib); logs and checkpoints are written as usual")
     data = prepare_data(config, context)
-    network, model = build_training_model(config, data.num_classes, context)
-    optimizer = build_optimizer(network, config.lr, config.momentum,
-                                config.weight_decay, config.fc_lr5)
-    micro_batches = len(data.train_loader)
-    scheduler = build_scheduler(optimizer, math.ceil(micro_batches / config.accumulate),
+    network, model = build_training_model(config, data.num_classes, context,
+                                          initialise=state is None)
+    optimizer = build_optimizer(network, config.effective_lr(context.world_size),
+                                config.momentum, config.weight_decay, config.fc_lr5)
+    steps_per_epoch = math.ceil(len(data.train_loader) / config.accumulate)
+    scheduler = build_scheduler(optimizer, steps_per_epoch,
                                 config.lr_steps, config.lr_gamma, config.warmup_epochs)
     scaler = torch.amp.GradScaler(context.device.type,
                                   enabled=config.amp and context.device.type == "cuda")
@@ -343,21 +434,31 @@ def _run(config: TrainConfig, context: DistributedContext) -> dict:
                       SkipReporter(context))
     recorded_model = model_config(config.arch, data.num_classes, config.segments, config.dropout,
                                   config.input_size)
-    extra = {"model": recorded_model, "metadata": training_metadata(network, recorded_model),
-             "config": config.as_dict(), "class_names": data.class_names}
 
     progress = Progress()
-    resume_from = _resume_path(config)
-    if resume_from:
-        progress = _restore(resume_from, trainer, recorded_model)
+    if state is not None:
+        progress = _restore(state, resume_from, trainer, recorded_model, steps_per_epoch)
+        del state
         if context.is_main:
             log.info("resumed from %s at epoch %d%s", resume_from, progress.epoch,
                      f", micro-batch {progress.step_in_epoch}" if progress.step_in_epoch else "")
+    # the lr of the global batch this run trains at (restored ones included)
+    first_group = optimizer.param_groups[0]
+    effective_lr = first_group["initial_lr"] / first_group.get("lr_mult", 1.0)
+    record = {**config.as_dict(), "effective_lr": effective_lr,
+              "world_size": context.world_size}
+    extra = {"model": recorded_model, "metadata": training_metadata(network, recorded_model),
+             "config": record, "class_names": data.class_names}
     if context.is_main:
+        atomic_write_text(os.path.join(config.output, "config.json"),
+                          json.dumps(record, indent=1) + "\n")
+        rule = (f" (--scale-lr: {config.lr:g} x global batch "
+                f"{config.global_batch(context.world_size)} / {config.lr_reference_batch})"
+                if config.scale_lr else "")
         log.info("training %s on %d items (%d classes), %d process(es) x batch %d x %d "
-                 "accumulation step(s), device %s", config.arch, len(data.train_loader.dataset),
-                 data.num_classes, context.world_size, config.batch_size, config.accumulate,
-                 context.device)
+                 "accumulation step(s), lr %g%s, device %s", config.arch,
+                 len(data.train_loader.dataset), data.num_classes, context.world_size,
+                 config.batch_size, config.accumulate, effective_lr, rule, context.device)
 
     steps_run = 0
 
@@ -380,6 +481,7 @@ def _run(config: TrainConfig, context: DistributedContext) -> dict:
         started = time.perf_counter()
         start, partial = progress.step_in_epoch, progress.partial
         progress.step_in_epoch, progress.partial = 0, None
+        epoch_lr = epoch_start_lr(scheduler, epoch)  # the lr of the epoch's first step
         reduced, finished = trainer.train_epoch(
             data.train_loader, epoch, start, partial,
             lambda done, total, sums, epoch=epoch: after_step(epoch, done, total, sums))
@@ -389,33 +491,42 @@ def _run(config: TrainConfig, context: DistributedContext) -> dict:
                 log.info("stopped after %d optimiser step(s), mid-epoch %d; resume with "
                          "--resume", steps_run, epoch + 1)
             break
+        _check_readable(reduced, f"epoch {epoch + 1}", "training", "--train-list", context)
         train_metrics = reduced.summary()
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+        row = {"epoch": epoch + 1, "lr": epoch_lr,
                "train_loss": train_metrics["loss"], "train_top1": train_metrics["top1"],
                "train_top5": train_metrics["top5"], "train_skipped": train_metrics["skipped"]}
         evaluate_now = data.val_loader is not None and (
             (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs)
         if evaluate_now:
-            val_metrics = trainer.validate(data.val_loader).summary()
+            validated = trainer.validate(data.val_loader)
+            _check_readable(validated, f"epoch {epoch + 1}", "validation", "--val-list",
+                            context)
+            val_metrics = validated.summary()
             row.update(val_loss=val_metrics["loss"], val_top1=val_metrics["top1"],
                        val_top5=val_metrics["top5"], val_skipped=val_metrics["skipped"])
         row["seconds"] = time.perf_counter() - started
         progress.history.append(row)
         progress.epoch = epoch + 1
-        # Best model: by validation top-1, or by training top-1 when there is no validation.
+        # Best model: by validation top-1, or by training top-1 when there is no validation;
+        # never an epoch whose losses are not finite numbers (its accuracies mean nothing).
         score = row.get("val_top1", None if data.val_loader is not None else row["train_top1"])
-        improved = score is not None and score > progress.best_top1
+        trustworthy = all(math.isfinite(row[k]) for k in ("train_loss", "val_loss") if k in row)
+        if score is not None and not trustworthy and context.is_main:
+            log.warning("epoch %d: a loss is not finite (%s); this epoch cannot be the best",
+                        epoch + 1, ", ".join(f"{k}={row[k]}" for k in ("train_loss", "val_loss")
+                                             if k in row))
+        improved = (score is not None and trustworthy and math.isfinite(score)
+                    and score > progress.best_top1)
         if improved:
             progress.best_top1, progress.best_epoch = score, epoch + 1
-        skipped = row["train_skipped"] + row.get("val_skipped", 0)
-        if skipped and context.is_main:
-            log.warning("epoch %d: skipped %d unreadable item(s)", epoch + 1, skipped)
         names = [training_state.LAST_NAME] + ([training_state.BEST_NAME] if improved else [])
         _save(names, trainer, progress, extra)
         if context.is_main:
             write_history(progress.history, config.output)
-            plot_curves(progress.history, os.path.join(config.output, "curves.png"),
-                        show_top5=data.num_classes > 5)
+            if draw_curves:
+                plot_curves(progress.history, os.path.join(config.output, "curves.png"),
+                            show_top5=data.num_classes > 5)
             log.info("epoch %d/%d  %s", epoch + 1, config.epochs, "  ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                 for k, v in row.items() if k != "epoch"))
@@ -429,3 +540,20 @@ def _run(config: TrainConfig, context: DistributedContext) -> dict:
     final.update(best_top1=progress.best_top1, best_epoch=progress.best_epoch,
                  completed=not stopped and progress.epoch >= config.epochs)
     return final
+
+
+def _check_readable(metrics: RunningMetrics, when: str, part: str, list_flag: str,
+                    context: DistributedContext) -> None:
+    """Fail when a pass read no item at all (its metrics would be zeros that look real);
+    warn when more than SKIPPED_WARNING_FRACTION of its items were unreadable."""
+    seen = metrics.count + metrics.skipped
+    if metrics.count == 0:
+        raise ValueError(f"{when}: none of the {seen} {part} item(s) could be read (see the "
+                         f"warnings above): check {list_flag}, --data-root and the files")
+    fraction = metrics.skipped / seen
+    if fraction > SKIPPED_WARNING_FRACTION and context.is_main:
+        log.warning("%s: %d of %d %s items (%.0f%%) were unreadable and skipped; the %s "
+                    "metrics describe only the rest", when, metrics.skipped, seen, part,
+                    100 * fraction, part)
+    elif metrics.skipped and context.is_main:
+        log.warning("%s: skipped %d unreadable %s item(s)", when, metrics.skipped, part)

@@ -32,14 +32,45 @@ LAST_NAME = "checkpoint_last.pt"
 BEST_NAME = "checkpoint_best.pt"
 
 
+# What --resume needs from the file, and the type each entry must have.
+REQUIRED_FIELDS = {"epoch": int, "state_dict": dict, "optimizer": dict, "scheduler": dict,
+                   "scaler": dict, "rng": list, "history": list, "best_top1": (int, float),
+                   "best_epoch": int}
+
+
 def load_training_state(path: str) -> dict:
+    """The training state in ``path``; a missing, truncated or corrupt file, or one that is
+    not a training state, raises ValueError (FileNotFoundError) with a one-line message
+    naming the file (and the field)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, foreign objects: many exception types
+        raise ValueError(f"cannot read the training checkpoint {path} ({type(e).__name__}: "
+                         f"{_first_line(e)}); the file is truncated or corrupt: resume from "
+                         f"another checkpoint (e.g. {BEST_NAME}) or start again with "
+                         f"--overwrite") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a tdn training checkpoint (for --resume); model-only "
-                         f"checkpoints can be used with --init-from instead")
+        raise ValueError(f"{path} is not a tdn training checkpoint (for --resume); model "
+                         f"checkpoints start a run with --init-from instead")
+    for name, kind in REQUIRED_FIELDS.items():
+        if name not in state:
+            raise ValueError(f"{path}: training checkpoint field {name!r} is missing")
+        if not isinstance(state[name], kind) or isinstance(state[name], bool):
+            raise ValueError(f"{path}: training checkpoint field {name!r} should be "
+                             f"{_kind_name(kind)}, got {type(state[name]).__name__}")
     return state
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "no message"
+
+
+def _kind_name(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
 
 
 def capture_rng_state() -> dict:
