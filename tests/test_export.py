@@ -6,6 +6,7 @@ has all of TDN's operators, so that the module stays within a few tens of second
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from tdn.deploy import (TOLERANCE, export_checkpoint, export_model, logits_of,  # noqa: E402
+from tdn.deploy import (TOLERANCE, export_model, logits_of,  # noqa: E402
                         onnxruntime_session, run_onnx)
 from tdn.deploy.onnx_ops import OPSET, translation_table  # noqa: E402
 
@@ -159,8 +160,10 @@ def test_onnx_export_verifies_and_takes_any_batch(onnx_file, model, capfd):
     graph = onnx.load(str(onnx_file))
     onnx.checker.check_model(graph, full_check=True)
     assert graph.opset_import[0].version == OPSET
-    batch_dim = graph.graph.input[0].type.tensor_type.shape.dim[0]
+    batch_dim, *dims = graph.graph.input[0].type.tensor_type.shape.dim
     assert batch_dim.dim_param and not batch_dim.dim_value  # symbolic: any N
+    # T and the frame size come from the checkpoint's metadata
+    assert [d.dim_value for d in dims] == [SEGMENTS * 15, SIZE, SIZE]
     clips = _random_clips(3)  # traced at N=1, run at N=3
     with torch.no_grad():
         expected = model(clips).numpy()
@@ -211,8 +214,10 @@ def test_pt2_export_keeps_fused_operators_and_takes_any_batch(model, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("TDN_TEST_AOTI") != "1",
+                    reason="AOTInductor compiles C++ for minutes on a 2-core machine; "
+                           "set TDN_TEST_AOTI=1 to run it")
 def test_aoti_package(model, tmp_path):
-    """AOTInductor compiles C++ for the CPU: minutes on a small machine."""
     report = export_model(model, "aoti", tmp_path / "tdn18_aoti.pt2", input_size=SIZE, batch=1)
     assert report.agreement.ok
 
@@ -255,8 +260,3 @@ def test_bad_arguments_name_the_argument(model, tmp_path, kwargs, words):
 def test_frames_too_small_for_the_model(model, tmp_path):
     with pytest.raises(ValueError, match="too small"):
         export_model(model, "pt2", tmp_path / "x.pt2", input_size=16)
-
-
-def test_export_checkpoint_reads_size_and_segments(checkpoint, tmp_path):
-    report = export_checkpoint(checkpoint, "pt2", tmp_path / "c.pt2", batch=2)
-    assert report.input_shape == (2, SEGMENTS * 15, SIZE, SIZE)

@@ -74,18 +74,10 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``tdn explain ARGS`` as a function: this command's parser alone, with the ``tdn``
-    command line's exit codes (2 and one ``error:`` line for bad input)."""
-    from .common import CommandParser
+    """``tdn explain ARGS`` as a function."""
+    from ..cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="tdn")
-    add_parser(parser.add_subparsers(dest="command", required=True, parser_class=CommandParser))
-    args = parser.parse_args(["explain", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, OSError) as e:
-        print(f"tdn explain: error: {e}", file=sys.stderr)
-        return 2
+    return cli_main(["explain", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

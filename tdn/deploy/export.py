@@ -19,7 +19,6 @@ model cannot be traced with a dynamic batch axis.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,8 +31,6 @@ import torch.nn as nn
 from .capture import DynamicBatchError, capture_program
 from .onnx_ops import OPSET
 from .verify import Agreement, compare
-
-log = logging.getLogger("tdn")
 
 FORMATS = ("onnx", "pt2", "aoti")
 GRAPHS = ("auto", "fused", "reference")
@@ -72,16 +69,14 @@ class ExportReport:
 
 # ------------------------------------------------------------------------- argument checking
 def parse_batch(batch: str | int) -> int | None:
-    """``"dynamic"`` -> None, a positive int (or its string) -> that int."""
-    if isinstance(batch, str) and batch == "dynamic":
+    """``"dynamic"`` -> None; a positive int, or its decimal string -> that int."""
+    if batch == "dynamic":
         return None
-    try:
-        value = int(batch)
-    except (TypeError, ValueError):
-        value = 0
-    if isinstance(batch, bool) or value < 1 or (isinstance(batch, float)):
+    if isinstance(batch, str) and batch.isdigit():
+        batch = int(batch)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be 'dynamic' or a positive integer, got {batch!r}")
-    return value
+    return batch
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -94,14 +89,27 @@ def _has_fused_operators(model: nn.Module) -> bool:
     return model.arch.startswith("tdn")
 
 
-def rebuild(model: nn.Module, backend: str | None) -> nn.Module:
-    """A copy of ``model`` (a TDN or TSN from :func:`tdn.build_model`) on ``backend``."""
+def _on_reference_path(model: nn.Module) -> bool:
+    """Whether the model's TDN layers were built with ``backend="reference"``."""
+    return any(getattr(m, "backend", None) == "reference" for m in model.modules())
+
+
+def model_for_graph(model: nn.Module, graph: str) -> nn.Module:
+    """``model`` itself if it already runs ``graph``, else a copy built for it (a TDN or TSN
+    from :func:`tdn.build_model`, same weights)."""
     import tdn
 
-    extra = {"alpha": model.alpha, "beta": model.beta} if _has_fused_operators(model) else {}
+    if not _has_fused_operators(model) or _on_reference_path(model) == (graph == "reference"):
+        return model
+    extra = {"alpha": model.alpha, "beta": model.beta}
     copy = tdn.build_model(model.arch, num_classes=model.num_classes,
-                           num_segments=model.num_segments, backend=backend, **extra)
-    copy.load_state_dict(model.state_dict())
+                           num_segments=model.num_segments,
+                           backend="reference" if graph == "reference" else None, **extra)
+    try:
+        copy.load_state_dict(model.state_dict())
+    except RuntimeError as e:
+        raise ValueError(f"cannot rebuild this {model.arch} for the {graph} graph (were its "
+                         f"batch norms folded?): export it with graph='fused'") from e
     return copy.eval()
 
 
@@ -122,7 +130,7 @@ def _capture(model: nn.Module, example: torch.Tensor, dynamic: bool, graph: str,
              notes: list[str]) -> tuple[torch.export.ExportedProgram, str]:
     candidates = _graph_candidates(model, graph)
     for index, candidate in enumerate(candidates):
-        traced = rebuild(model, None if candidate == "fused" else "reference")
+        traced = model_for_graph(model, candidate)
         try:
             return capture_program(traced, example, dynamic), candidate
         except DynamicBatchError as e:
@@ -222,11 +230,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, output: str | os.
     it) and must match it when the checkpoint records one; ``input_size`` defaults to the
     training size the checkpoint records, else 224.
     """
-    from ..models.factory import load_model_and_metadata
-
     _check_choice("format", fmt, FORMATS)  # before the checkpoint is read
     _check_choice("graph", graph, GRAPHS)
     parse_batch(batch)
+    from ..models.factory import load_model_and_metadata
+
     model, metadata = load_model_and_metadata(checkpoint, num_segments=segments)
     recorded = metadata.get("num_segments")
     if segments is not None and recorded is not None and int(recorded) != segments:

@@ -109,12 +109,29 @@ def lateral_fuse(x, d, alpha: float, beta: float):
     return op.Add(scaled_x, op.Mul(_nearest_resize(d, x), op.CastLike(beta, x)))
 
 
+def project_excite_shift(x, mixed, weight, scale, bias, shift_weight, num_segments: int):
+    """The L-TDM's projection ``y_d = scale[d] * (weight @ mixed[d]) + bias[d]`` (a 1x1
+    convolution of both directions at once), then :func:`excite_shift`."""
+    dims = _fixed_dims("project_excite_shift", x, slice(1, 4))
+    channels, mid = _fixed_dims("project_excite_shift", weight, slice(0, 2))
+    c, h, w = _fixed_dims("project_excite_shift", mixed, slice(2, 5))
+    both = op.Conv(op.Reshape(mixed, [-1, c, h, w]), op.Reshape(weight, [channels, mid, 1, 1]))
+    both = op.Reshape(both, [2, -1, channels, h, w])
+    y = op.Add(op.Mul(both, op.Reshape(scale, [2, 1, channels, 1, 1])),
+               op.Reshape(bias, [2, 1, channels, 1, 1]))
+    y_fwd = op.Squeeze(_slice(y, 0, 1, 0), [0])
+    y_bwd = op.Squeeze(_slice(y, 1, 2, 0), [0])
+    return _shift(bidirectional_excitation(x, y_fwd, y_bwd), shift_weight, num_segments, dims)
+
+
 _FUNCTIONS = (temporal_diff_pool, cross_segment_diff, multiscale_sum, bidirectional_excitation,
-              temporal_shift_conv, excite_shift, lateral_fuse)
+              temporal_shift_conv, excite_shift, lateral_fuse, project_excite_shift)
 
 
 def translation_table() -> dict:
-    """``{torch.ops.tdn_ops.<name>.default: translation}`` for ``torch.onnx.export``."""
+    """``{torch.ops.tdn_ops.<name>.default: translation}`` for ``torch.onnx.export``, for
+    every operator this build of ``tdn_ops`` registers."""
     import tdn_ops  # noqa: F401  (registers the operators)
 
-    return {getattr(torch.ops.tdn_ops, f.__name__).default: f for f in _FUNCTIONS}
+    return {getattr(torch.ops.tdn_ops, f.__name__).default: f for f in _FUNCTIONS
+            if hasattr(torch.ops.tdn_ops, f.__name__)}
