@@ -16,7 +16,8 @@ import sys
 from .commands.common import CommandParser
 
 # Subcommands, in the order ``tdn --help`` lists them (module tdn.commands.<name>).
-COMMANDS = ["convert", "flops", "train", "evaluate", "predict", "synth", "export", "explain"]
+COMMANDS = ["convert", "flops", "train", "evaluate", "ensemble", "predict", "synth", "export",
+            "explain"]
 
 
 def _version() -> str:

@@ -1,6 +1,9 @@
 """Evaluation and prediction on real mp4 files written with PyAV inside the test."""
 
 import json
+import logging
+import os
+import sys
 
 import pytest
 import torch
@@ -115,3 +118,36 @@ def test_predict_on_a_truncated_video_fails_with_the_reason(setup, tmp_path, cap
     assert main(["predict", str(half), "--checkpoint", str(project), "--device", "cpu"]) == 1
     out, err = capsys.readouterr()
     assert f"tdn predict: error: {half}: truncated video" in err and str(half) not in out
+
+
+def test_without_matplotlib_the_plot_is_skipped_with_one_warning(setup, tmp_path, monkeypatch,
+                                                                 caplog):
+    root, val, project, _, _ = setup
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setattr(logging.getLogger("tdn"), "propagate", True)  # the CLI turns it off
+    with caplog.at_level(logging.WARNING, logger="tdn"):
+        metrics = run_evaluation(EvalConfig(
+            checkpoint=str(project), val_list=str(val), data_root=str(root), input_size=SIZE,
+            workers=0, device="cpu", progress=False, output=str(tmp_path)))
+    assert json.loads((tmp_path / "metrics.json").read_text())["top1"] == metrics["top1"]
+    assert (tmp_path / "scores.pt").is_file() and not (tmp_path / "confusion.png").exists()
+    warnings = [r.message for r in caplog.records if "matplotlib" in r.message]
+    assert len(warnings) == 1 and "confusion.png is skipped" in warnings[0]
+
+
+@pytest.mark.parametrize("flag", ["--output", "--save-scores"])
+def test_an_unwritable_destination_fails_before_any_model_runs(setup, tmp_path, monkeypatch,
+                                                               capsys, flag):
+    from tdn.cli import main
+    from tdn.engine import evaluator
+
+    root, val, project, _, _ = setup
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(evaluator, "load_model_for_inference",
+                        lambda *a, **k: pytest.fail("the model was loaded before the check"))
+    destination = str(blocker / "inside")
+    code = main(["evaluate", "--checkpoint", str(project), "--val-list", str(val),
+                 "--data-root", str(root), flag, destination, "--device", "cpu"])
+    assert code == 2
+    assert f"{flag} " in capsys.readouterr().err and not os.path.exists(destination)
