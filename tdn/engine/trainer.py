@@ -17,10 +17,12 @@ import json
 import logging
 import math
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -406,7 +408,11 @@ def _claim_output(config: TrainConfig, resuming: bool, context: DistributedConte
 
 
 def _run(config: TrainConfig, context: DistributedContext) -> dict:
+    # every generator a process may touch, so that two runs of one command agree bit for bit
+    # (a resume restores them all from the checkpoint)
     torch.manual_seed(config.seed + context.rank)
+    random.seed(config.seed + context.rank)
+    np.random.seed(config.seed + context.rank)
     resume_from = _resume_path(config)
     _claim_output(config, resume_from is not None, context)
     state = training_state.load_training_state(resume_from) if resume_from else None
