@@ -101,7 +101,7 @@ def test_project_checkpoint_round_trip(tmp_path, suffix):
     rebuilt = load_model(path)
     assert (rebuilt.arch, rebuilt.num_classes, rebuilt.num_segments) == ("tdn_resnet18", 11, 16)
     assert (rebuilt.alpha, rebuilt.beta) == (0.75, 0.25)
-    for (name, a), b in zip(model.state_dict().items(), rebuilt.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), rebuilt.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
 

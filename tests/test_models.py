@@ -95,7 +95,7 @@ def test_fused_model_equals_reference_model_training_step(arch, dtype, tol):
     for name, g_ref in grads[1].items():
         torch.testing.assert_close(grads[0][name], g_ref, rtol=tol, atol=tol * scale, msg=name)
     # Both updated their running statistics the same way (twice per shared L-TDM BN).
-    for (name, a), b in zip(fused.state_dict().items(), ref.state_dict().values()):
+    for (name, a), b in zip(fused.state_dict().items(), ref.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol, msg=name)
     ltdm = fused.base_model.layer2_bak[0].mse
     assert int(ltdm.bn3.num_batches_tracked) == 2 and int(ltdm.bn1.num_batches_tracked) == 1
