@@ -28,15 +28,19 @@ def previous_run_files(output: str) -> list[str]:
     return [name for name in PROGRESS_FILES if os.path.exists(os.path.join(output, name))]
 
 
-def claim(output: str, resuming: bool, overwrite: bool) -> None:
+def claim(output: str, resuming: bool, overwrite: bool, resume_requested: bool = False) -> None:
     """Make ``output`` this run's folder: refuse one holding a previous run unless the run
-    resumes it or ``overwrite`` is set (then the previous run's files are removed)."""
+    resumes it or ``overwrite`` is set (then the previous run's files are removed).
+    ``resume_requested``: --resume was given but found no checkpoint_last.pt to continue."""
     found = previous_run_files(output)
     if found and not resuming:
         if not overwrite:
+            how = (f"it has no {training_state.LAST_NAME} to resume from: resume from one "
+                   f"of its files with --resume PATH" if resume_requested else
+                   "continue it with --resume")
             raise ValueError(
-                f"--output {output} holds a previous run ({', '.join(found)}): continue it "
-                f"with --resume, choose another --output, or pass --overwrite to replace it")
+                f"--output {output} holds a previous run ({', '.join(found)}): {how}, choose "
+                f"another --output, or pass --overwrite to replace it")
         for name in RUN_FILES:
             path = os.path.join(output, name)
             if os.path.exists(path):

@@ -140,6 +140,8 @@ def build_training_model(config: TrainConfig, num_classes: int, context: Distrib
                          config.input_size),
             backend=config.backend, pretrained=config.pretrained)
     except CheckpointError as e:
+        if "classes" not in str(e):
+            raise
         raise CheckpointError(f"--pretrained {config.pretrained}: {e}\n  hint: tdn train "
                               f"--init-from {config.pretrained} --backbone-only loads all of "
                               f"it but the classifier") from None
@@ -397,7 +399,8 @@ def _claim_output(config: TrainConfig, resuming: bool, context: DistributedConte
     if context.is_main:
         try:
             check_writable_folder(config.output, "--output")
-            run_folder.claim(config.output, resuming=resuming, overwrite=config.overwrite)
+            run_folder.claim(config.output, resuming=resuming, overwrite=config.overwrite,
+                             resume_requested=bool(config.resume))
         except (ValueError, OSError) as e:
             problem = e
     verdict = gather_objects(None if problem is None else str(problem), context)[0]
