@@ -1,0 +1,211 @@
+"""Every video decoder reads the same frames: PyAV is the reference, torchcodec and decord are
+compared with it where they are installed, and the glue around them is tested everywhere
+with stand-ins built on PyAV (so the index handling and the truncation check are covered
+even where the optional decoders are absent)."""
+
+import importlib.abc
+import logging
+import sys
+import types
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from tdn.data import decoding
+from tdn.data.decoding import FrameReadError, read_video_frames, resolve_decoder, video_frame_count
+
+COUNT, SIZE = 24, 48
+INDICES = [0, 23, 7, 7, 12, 1, 22]  # unordered, repeated, both ends
+
+
+def _frames(count=COUNT, size=SIZE):
+    rng = np.random.default_rng(3)
+    return [(rng.integers(0, 40, (size, size, 3)) + 8 * i).astype(np.uint8)
+            for i in range(count)]
+
+
+def _write(path, codec, container_format, options=None):
+    import av
+
+    with av.open(str(path), "w", format=container_format, options=options or {}) as container:
+        stream = container.add_stream(codec, rate=Fraction(12))
+        stream.width = stream.height = SIZE
+        stream.pix_fmt = "yuv420p"
+        for image in _frames():
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """mp4 (H.264 with B-frames), webm (VP9, no frame count in the header), mkv (H.264)."""
+    root = tmp_path_factory.mktemp("decoders")
+    made = {}
+    for name, codec, fmt in (("clip.mp4", "libx264", "mp4"), ("clip.webm", "libvpx-vp9", "webm"),
+                             ("clip.mkv", "libx264", "matroska")):
+        _write(root / name, codec, fmt, {"movflags": "faststart"} if fmt == "mp4" else None)
+        made[name] = root / name
+    data = made["clip.mp4"].read_bytes()
+    made["half.mp4"] = root / "half.mp4"
+    made["half.mp4"].write_bytes(data[: len(data) // 2])
+    return made
+
+
+def _pyav_all(path):
+    """Every frame that decodes (unthreaded), up to the first error."""
+    import av
+
+    frames = []
+    with av.open(str(path)) as container:
+        try:
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+        except av.error.FFmpegError:
+            pass
+    return frames
+
+
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.webm", "clip.mkv"])
+def test_pyav_reads_exactly_the_requested_frames(videos, name):
+    every = _pyav_all(videos[name])
+    assert len(every) == COUNT == video_frame_count(str(videos[name]), "av")
+    frames = read_video_frames(str(videos[name]), INDICES, "av")
+    expected = torch.from_numpy(np.stack([every[i] for i in INDICES])).permute(0, 3, 1, 2)
+    assert torch.equal(frames, expected)
+
+
+# ----------------------------------------------------------------------------- stand-ins
+class _FakeTorchCodecDecoder:
+    """torchcodec.decoders.VideoDecoder's surface, decoding with PyAV (unthreaded, stopping
+    at the first error, as a scan of a cut file does)."""
+
+    def __init__(self, path, seek_mode, dimension_order, num_ffmpeg_threads):
+        import av
+
+        assert (seek_mode, dimension_order) == ("exact", "NHWC")
+        with av.open(path) as container:
+            header = container.streams.video[0].frames
+        self.frames = _pyav_all(path)
+        self.metadata = types.SimpleNamespace(num_frames_from_header=header or None)
+
+    def __len__(self):
+        return len(self.frames)
+
+    def get_frames_at(self, indices):
+        return types.SimpleNamespace(data=torch.from_numpy(np.stack([self.frames[i] for i in indices])))
+
+
+class _FakeDecordReader:
+    """decord.VideoReader's surface: trusts the header's count, as decord does."""
+
+    def __init__(self, path, num_threads):
+        import av
+
+        with av.open(path) as container:
+            self.count = container.streams.video[0].frames or None
+        self.frames = _pyav_all(path)
+        self.count = self.count or len(self.frames)
+
+    def __len__(self):
+        return self.count
+
+    def get_batch(self, indices):
+        return types.SimpleNamespace(asnumpy=lambda: np.stack([self.frames[i] for i in indices]))
+
+
+@pytest.fixture
+def stand_ins(monkeypatch):
+    torchcodec = types.ModuleType("torchcodec")
+    torchcodec.decoders = types.ModuleType("torchcodec.decoders")
+    torchcodec.decoders.VideoDecoder = _FakeTorchCodecDecoder
+    decord = types.ModuleType("decord")
+    decord.VideoReader = _FakeDecordReader
+    monkeypatch.setitem(sys.modules, "torchcodec", torchcodec)
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", torchcodec.decoders)
+    monkeypatch.setitem(sys.modules, "decord", decord)
+    decoding.decoder_available.cache_clear()
+    yield
+    decoding.decoder_available.cache_clear()
+
+
+@pytest.mark.parametrize("decoder", ["torchcodec", "decord"])
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.webm"])
+def test_the_glue_of_each_decoder_keeps_indices_and_order(videos, stand_ins, decoder, name):
+    reference = read_video_frames(str(videos[name]), INDICES, "av")
+    assert torch.equal(read_video_frames(str(videos[name]), INDICES, decoder), reference)
+    assert video_frame_count(str(videos[name]), decoder) == COUNT
+
+
+@pytest.mark.parametrize("decoder", ["torchcodec", "decord"])
+def test_every_decoder_refuses_a_truncated_video(videos, stand_ins, decoder):
+    with pytest.raises(FrameReadError, match="truncated video"):
+        read_video_frames(str(videos["half.mp4"]), [0, 1], decoder)
+    with pytest.raises(FrameReadError, match="truncated video"):
+        video_frame_count(str(videos["half.mp4"]), decoder)
+
+
+def test_auto_prefers_torchcodec_when_it_loads(stand_ins):
+    assert resolve_decoder("auto") == "torchcodec"
+
+
+def test_auto_falls_back_to_pyav_and_says_so_once(monkeypatch, caplog):
+    monkeypatch.setattr(decoding, "decoder_available", lambda name: name == "av")
+    monkeypatch.setattr(logging.getLogger("tdn"), "propagate", True)
+    decoding._say_auto_fallback.cache_clear()
+    with caplog.at_level(logging.INFO, logger="tdn"):
+        assert [resolve_decoder("auto") for _ in range(3)] == ["av"] * 3
+    said = [r.message for r in caplog.records if "torchcodec is not available" in r.message]
+    assert len(said) == 1 and "using PyAV" in said[0]
+
+
+class _LibraryThatDoesNotLoad(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("torchcodec"):
+            raise OSError("libnvrtc.so.13: cannot open shared object file")
+        return None
+
+
+def test_a_decoder_that_does_not_load_counts_as_absent(monkeypatch):
+    # torchcodec's PyPI wheels are CUDA builds: beside a CPU torch, importing them raises
+    # OSError (a shared library that does not load), which must mean "not available".
+    for name in [m for m in sys.modules if m.startswith("torchcodec")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_LibraryThatDoesNotLoad(), *sys.meta_path])
+    decoding.decoder_available.cache_clear()
+    try:
+        assert not decoding.decoder_available("torchcodec")
+        with pytest.raises(ValueError, match="use --decoder av"):
+            resolve_decoder("torchcodec")
+    finally:
+        decoding.decoder_available.cache_clear()
+
+
+# ----------------------------------------------------------------------------- the real ones
+def _real(name):
+    decoding.decoder_available.cache_clear()
+    if not decoding.decoder_available(name):
+        pytest.skip(f"{name} is not installed (or does not load with this torch)")
+
+
+@pytest.mark.parametrize("decoder", ["torchcodec", "decord"])
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.webm", "clip.mkv"])
+def test_installed_decoders_give_pyav_s_pixels(videos, decoder, name):
+    _real(decoder)
+    reference = read_video_frames(str(videos[name]), INDICES, "av")
+    frames = read_video_frames(str(videos[name]), INDICES, decoder)
+    assert frames.shape == reference.shape
+    # Same frames, same pixels: torchcodec and PyAV share FFmpeg's colour conversion; a
+    # decoder that converts differently may differ by rounding, never by a frame.
+    assert (frames.int() - reference.int()).abs().max() <= DECODER_TOLERANCE[decoder]
+
+
+@pytest.mark.parametrize("decoder", ["torchcodec", "decord"])
+def test_installed_decoders_refuse_a_truncated_video(videos, decoder):
+    _real(decoder)
+    with pytest.raises(FrameReadError, match="truncated video"):
+        video_frame_count(str(videos["half.mp4"]), decoder)
+
+
+DECODER_TOLERANCE = {"torchcodec": 0, "decord": 2}
