@@ -5,6 +5,8 @@ the destination's folder (same file system, so the final rename is atomic), flus
 then renamed over the destination. A crash or a kill at any moment leaves either the previous
 file or the new one, never a truncated one. The temporaries are named ``.<name>.<random>.tmp``
 so that :func:`remove_stale_temporaries` can find what a killed writer left behind.
+:func:`check_writable_folder` lets a command fail at its start, not after its work, when its
+output folder cannot be written.
 
 This module imports nothing from the rest of the project (and torch only when saving tensors),
 so that every layer — checkpoints, training logs, datasets, benchmarks — can use it.

@@ -7,6 +7,11 @@ that many optimiser steps. ``resume`` restores model, optimiser, schedule, grad 
 epoch (and position inside it), history, partial metrics and every rank's random generators;
 data order and augmentation are functions of (seed, epoch, item), so a resumed run continues
 with the same numbers an uninterrupted run would have produced.
+
+What the loop refuses rather than do silently wrong: a run folder that holds another run
+(:mod:`tdn.engine.run_folder`), resume settings that the checkpoint overrides without saying
+so (:mod:`tdn.engine.resume_settings`), a non-finite loss (:class:`TrainingDiverged`, unless
+the AMP grad scaler skips the step), and an epoch or validation pass without a readable item.
 """
 
 from __future__ import annotations
