@@ -132,3 +132,18 @@ def test_segments_for_several_checkpoints_must_be_one_or_one_each(two_models):
     root, paths, checkpoints = two_models
     with pytest.raises(ValueError, match="--segments: give one value, or one per --checkpoint"):
         _evaluate(root, paths, checkpoints, segments=[2, 3, 4])
+
+
+def test_the_command_line_takes_several_checkpoints(two_models, saved, tmp_path, capsys):
+    root, paths, checkpoints = two_models
+    _, _, together, _ = saved
+    scores = tmp_path / "cli.scores"
+    code = main(["evaluate", "--checkpoint", checkpoints[0], "--checkpoint", checkpoints[1],
+                 "--val-list", paths["val"], "--data-root", str(root), "--input-size", str(SIZE),
+                 "--workers", "0", "--device", "cpu", "--no-progress",
+                 "--save-scores", str(scores)])
+    out = capsys.readouterr().out
+    assert code == 0 and "(T=2)" in out and "(T=3)" in out
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert metrics["top1"] == together["top1"] and metrics["checkpoints"] == checkpoints
+    assert VideoScores.load(str(scores)).num_segments == [2, 3]
