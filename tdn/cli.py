@@ -16,8 +16,8 @@ import sys
 from .commands.common import CommandParser
 
 # Subcommands, in the order ``tdn --help`` lists them (module tdn.commands.<name>).
-COMMANDS = ["convert", "flops", "train", "evaluate", "ensemble", "predict", "synth", "export",
-            "explain"]
+COMMANDS = ["convert", "flops", "train", "evaluate", "ensemble", "predict", "synth", "index",
+            "export", "explain"]
 
 
 def _version() -> str:
