@@ -47,9 +47,10 @@ def videos(tmp_path_factory):
                              ("clip.mkv", "libx264", "matroska")):
         _write(root / name, codec, fmt, {"movflags": "faststart"} if fmt == "mp4" else None)
         made[name] = root / name
-    data = made["clip.mp4"].read_bytes()
-    made["half.mp4"] = root / "half.mp4"
-    made["half.mp4"].write_bytes(data[: len(data) // 2])
+    for name in ("clip.mp4", "clip.webm"):
+        data = made[name].read_bytes()
+        made[name.replace("clip", "half")] = root / name.replace("clip", "half")
+        made[name.replace("clip", "half")].write_bytes(data[: len(data) // 2])
     return made
 
 
@@ -74,6 +75,15 @@ def test_pyav_reads_exactly_the_requested_frames(videos, name):
     frames = read_video_frames(str(videos[name]), INDICES, "av")
     expected = torch.from_numpy(np.stack([every[i] for i in INDICES])).permute(0, 3, 1, 2)
     assert torch.equal(frames, expected)
+
+
+def test_a_webm_cut_in_half_is_refused_by_its_duration(videos):
+    # Matroska headers carry no frame count, but their duration (x the frame rate) stands
+    # for one: the cut file still announces all 24 frames' worth of time.
+    with pytest.raises(FrameReadError, match="its duration announces about 24 frames"):
+        video_frame_count(str(videos["half.webm"]), "av")
+    with pytest.raises(FrameReadError, match="truncated video"):
+        read_video_frames(str(videos["half.webm"]), [0], "av")
 
 
 # ----------------------------------------------------------------------------- stand-ins

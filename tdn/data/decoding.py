@@ -9,6 +9,7 @@ A video is *complete* when it holds every frame its container announces. One tha
 still opens) is corrupt and raises :class:`FrameReadError`, whichever decoder reads it: frames
 are never invented by repeating the last one that decoded. Threaded decoders may swallow the
 codec's error at the cut, so the check counts frames and packets instead of waiting for one.
+Containers without a frame count (webm, mkv) announce a duration, which stands for one.
 
 Decoders (``--decoder``): ``av`` (PyAV, always available with the ``video`` extra),
 ``torchcodec`` and ``decord`` (optional), ``auto`` (torchcodec when it imports, else PyAV,
@@ -114,10 +115,29 @@ class _PyAVVideo:
         if self.announced <= 0:
             # No frame count in the header (webm, mkv): count packets, then rewind.
             self.announced = self._count_packets()
+            try:
+                self._check_duration()
+            except FrameReadError:
+                self.container.close()
+                raise
             self.container.seek(0, stream=self.stream)
 
     def _count_packets(self) -> int:
         return sum(1 for packet in self.container.demux(self.stream) if packet.size > 0)
+
+    # Without a frame count, the header's duration times the frame rate stands for one. Frame
+    # rates may vary (a webm's is estimated from its first frames): only a file holding under
+    # this fraction of the frames its duration implies is called truncated.
+    DURATION_SLACK = 0.9
+
+    def _check_duration(self) -> None:
+        duration, rate = self.container.duration, self.stream.average_rate
+        if not duration or not rate:
+            return
+        implied = round(duration / 1_000_000 * float(rate))
+        if self.announced < self.DURATION_SLACK * implied:
+            raise FrameReadError(self.path, f"truncated video: its duration announces about "
+                                            f"{implied} frames but only {self.announced} are stored")
 
     def close(self) -> None:
         self.container.close()
