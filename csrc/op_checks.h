@@ -150,4 +150,36 @@ inline void check_shift(const at::Tensor& x, const at::Tensor& weight, int64_t n
   if (y_bwd) check_same_shape(*y_bwd, "y_bwd", x, "x");
 }
 
+// project_excite_shift inputs; `grad` (backward) may be null.
+inline void check_project_excite_shift(const at::Tensor& x, const at::Tensor& mixed,
+                                       const at::Tensor& weight, const at::Tensor& scale,
+                                       const at::Tensor& bias, const at::Tensor& shift_weight,
+                                       int64_t num_segments, const at::Tensor* grad = nullptr) {
+  TORCH_CHECK(x.dim() == 4, "x must be a 4-D tensor (N*T, C, H, W), got ", x.sizes());
+  check_dtype(x, "x");
+  check_segments(x, "x", num_segments);
+  const int64_t C = x.size(1);
+  check_like(weight, "weight", x, "x");
+  TORCH_CHECK(weight.dim() == 2 && weight.size(0) == C && weight.size(1) >= 1,
+              "weight must have shape (C, c) with C=", C, ", got ", weight.sizes());
+  const int64_t c = weight.size(1);
+  check_like(mixed, "mixed", x, "x");
+  TORCH_CHECK(mixed.dim() == 5 && mixed.size(0) == 2 && mixed.size(1) == x.size(0) &&
+                  mixed.size(2) == c && mixed.size(3) == x.size(2) && mixed.size(4) == x.size(3),
+              "mixed must have shape (2, N*T, c, H, W) = (2, ", x.size(0), ", ", c, ", ",
+              x.size(2), ", ", x.size(3), "), got ", mixed.sizes());
+  check_like(scale, "scale", x, "x");
+  TORCH_CHECK(scale.dim() == 2 && scale.size(0) == 2 && scale.size(1) == C,
+              "scale must have shape (2, C) = (2, ", C, "), got ", scale.sizes());
+  check_like(bias, "bias", x, "x");
+  TORCH_CHECK(bias.dim() == 2 && bias.size(0) == 2 && bias.size(1) == C,
+              "bias must have shape (2, C) = (2, ", C, "), got ", bias.sizes());
+  check_like(shift_weight, "shift_weight", x, "x");
+  TORCH_CHECK(shift_weight.dim() == 3 && shift_weight.size(0) == C && shift_weight.size(1) == 1 &&
+                  shift_weight.size(2) == 3,
+              "shift_weight must have shape (C, 1, 3) = (", C, ", 1, 3), got ",
+              shift_weight.sizes());
+  if (grad) check_same_shape(*grad, "grad_out", x, "x");
+}
+
 }  // namespace tdn

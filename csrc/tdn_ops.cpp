@@ -66,4 +66,15 @@ TORCH_LIBRARY(tdn_ops, m) {
   m.def(
       "lateral_fuse_backward(Tensor grad_out, int d_height, int d_width, float alpha, float "
       "beta) -> (Tensor, Tensor)");
+
+  // The whole L-TDM tail: y_d = scale[d] * (weight @ mixed[d]) + bias[d] (weight: (C, c),
+  // mixed: (2, N*T, c, H, W)), then excite_shift(x, y_0, y_1, shift_weight) without forming
+  // y_d. The backward returns the gradients of x, mixed, weight, scale, bias, shift_weight.
+  m.def(
+      "project_excite_shift(Tensor x, Tensor mixed, Tensor weight, Tensor scale, Tensor bias, "
+      "Tensor shift_weight, int num_segments) -> Tensor");
+  m.def(
+      "project_excite_shift_backward(Tensor grad_out, Tensor x, Tensor mixed, Tensor weight, "
+      "Tensor scale, Tensor bias, Tensor shift_weight, int num_segments) -> (Tensor, Tensor, "
+      "Tensor, Tensor, Tensor, Tensor)");
 }

@@ -1,6 +1,6 @@
 """tdn_ops: fused operators for Temporal Difference Networks (TDN, CVPR 2021).
 
-Seven operators replace the chains of small PyTorch ops in TDN's short- and long-term temporal
+Eight operators replace the chains of small PyTorch ops in TDN's short- and long-term temporal
 difference modules (see docs/math.md §6, docs/design.md and README):
 
 >>> import torch, tdn_ops
@@ -22,6 +22,7 @@ from .ops.cross_segment_diff import CrossSegmentDiffFunction, cross_segment_diff
 from .ops.excite_shift import ExciteShiftFunction, excite_shift
 from .ops.lateral_fuse import LateralFuseFunction, lateral_fuse
 from .ops.multiscale_sum import MultiscaleSumFunction, multiscale_sum
+from .ops.project_excite_shift import ProjectExciteShiftFunction, project_excite_shift
 from .ops.temporal_diff_pool import TemporalDiffPoolFunction, temporal_diff_pool
 from .ops.temporal_shift_conv import TemporalShiftConvFunction, temporal_shift_conv
 
@@ -41,6 +42,7 @@ __all__ = [
     "TemporalShiftConvFunction",
     "ExciteShiftFunction",
     "LateralFuseFunction",
+    "ProjectExciteShiftFunction",
 ]
 
 # Drop-in layers (imported last: they use the operators above).

@@ -14,4 +14,5 @@ OPERATORS = (
     "temporal_shift_conv",
     "excite_shift",
     "lateral_fuse",
+    "project_excite_shift",
 )

@@ -92,6 +92,23 @@ def excite_shift(
     return temporal_shift_conv(bidirectional_excitation(x, y_fwd, y_bwd), weight, num_segments)
 
 
+def project_excite_shift(
+    x: torch.Tensor,
+    mixed: torch.Tensor,
+    weight: torch.Tensor,
+    scale: torch.Tensor,
+    bias: torch.Tensor,
+    shift_weight: torch.Tensor,
+    num_segments: int,
+) -> torch.Tensor:
+    """The end of an L-TDM as the authors compute it: ``conv3`` (1x1) of each direction's
+    mixture, ``bn3`` as the affine ``scale[d]*v + bias[d]``, the excitation and the shift."""
+    kernel = weight[:, :, None, None]
+    y_fwd = F.conv2d(mixed[0], kernel) * scale[0, :, None, None] + bias[0, :, None, None]
+    y_bwd = F.conv2d(mixed[1], kernel) * scale[1, :, None, None] + bias[1, :, None, None]
+    return excite_shift(x, y_fwd, y_bwd, shift_weight, num_segments)
+
+
 def lateral_fuse(x: torch.Tensor, d: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
     """S-TDM lateral connection: ``alpha*x + beta*interpolate(d, x.size()[2:])``."""
     return alpha * x + beta * F.interpolate(d, size=x.shape[2:], mode="nearest")

@@ -46,6 +46,10 @@ CASES = [
     # (B, C, H, W, h, w, alpha, beta)
     *[Case("lateral_fuse", d) for d in ((4, 6, 8, 8, 4, 4, 0.5, 0.5), (2, 3, 7, 5, 3, 2, 0.75, 0.25),
                                         (1, 2, 3, 3, 5, 5, 1.0, -2.0), (3, 9, 1, 1, 1, 1, 0.5, 0.5))],
+    # (N, T, C, c, H, W): c = C/16 as in TDN, and other ratios
+    *[Case("project_excite_shift", d) for d in ((2, 8, 32, 2, 7, 7), (1, 3, 48, 3, 5, 9),
+                                                (3, 2, 16, 1, 1, 1), (1, 16, 12, 4, 3, 3),
+                                                (2, 1, 20, 5, 4, 3))],
 ]
 
 
@@ -67,6 +71,10 @@ GPU_CASES = [
     *[Case("lateral_fuse", d, "vec") for d in ((2, 16, 16, 16, 8, 8, 0.5, 0.5),
                                                (2, 8, 10, 24, 3, 7, 0.75, 0.25),
                                                (4, 64, 56, 56, 28, 28, 0.5, 0.5))],
+    # TDN's layer shapes (C = 64 ... 512, c = C/16), several channel blocks and pixel blocks
+    *[Case("project_excite_shift", d, "vec") for d in ((2, 8, 64, 4, 14, 14),
+                                                       (1, 4, 256, 16, 7, 7),
+                                                       (1, 2, 512, 32, 3, 5))],
 ]
 ALL_CASES = CASES + GPU_CASES
 
@@ -149,6 +157,11 @@ def make_args(case: Case, dtype=torch.float64, device="cpu", layout="contiguous"
     if case.op == "lateral_fuse":
         b, c, h, w, dh, dw, alpha, beta = d
         return [t((b, c, h, w)), t((b, c, dh, dw)), alpha, beta]
+    if case.op == "project_excite_shift":
+        n, tt, channels, mid, h, w = d
+        weight = torch.randn((channels, 1, 3), generator=g, dtype=torch.float64).to(device, dtype)
+        return [t((n * tt, channels, h, w)), t((2, n * tt, mid, h, w)), t((channels, mid)),
+                t((2, channels)), t((2, channels)), weight, tt]
     raise KeyError(case.op)
 
 

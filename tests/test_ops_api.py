@@ -25,6 +25,7 @@ from op_targets import (CUDA, GPU_TARGETS, NATIVE_TARGETS, TRITON_CUDA, TRITON_I
                         assert_close_to_reference, forward_backward, reference_float64, run_op,
                         target_params)
 from tdn_ops._dispatch import resolve_backend
+from tdn_ops._extension import has_native_kernel
 
 REPO = Path(__file__).resolve().parents[1]
 native = pytest.mark.skipif(not tdn_ops.NATIVE_AVAILABLE,
@@ -297,6 +298,10 @@ def test_reference_backend_is_the_reference(case):
 
 x4 = torch.randn(8, 16, 7, 7)
 w16 = torch.randn(16, 1, 3)
+# project_excite_shift: mixture (2, N*T, c, H, W), projection (C, c), affine (2, C).
+m4 = torch.randn(2, 8, 1, 7, 7)
+p16 = torch.randn(16, 1)
+a16 = torch.randn(2, 16)
 
 BAD_CALLS = [
     ("temporal_diff_pool", lambda: tdn_ops.temporal_diff_pool(torch.randn(2, 14, 8, 8), 5),
@@ -352,6 +357,29 @@ BAD_CALLS = [
      TypeError, r"alpha must be a real number"),
     ("lateral_fuse", lambda: tdn_ops.lateral_fuse(x4, torch.randn(8, 16, 3, 3), 0.5, None),
      TypeError, r"beta must be a real number"),
+    ("project_excite_shift", lambda: tdn_ops.project_excite_shift(x4, m4[:, :, :, :6], p16, a16,
+                                                                  a16, w16, 8),
+     ValueError, r"mixed must have shape \(2, N\*T, c, H, W\) = \(2, 8, 1, 7, 7\)"),
+    ("project_excite_shift", lambda: tdn_ops.project_excite_shift(x4, m4[0], p16, a16, a16, w16,
+                                                                  8),
+     ValueError, r"mixed must be a 5-D tensor \(2, N\*T, c, H, W\)"),
+    ("project_excite_shift", lambda: tdn_ops.project_excite_shift(x4, m4, p16[:8], a16, a16, w16,
+                                                                  8),
+     ValueError, r"weight must have shape \(C, c\) with C=16"),
+    ("project_excite_shift", lambda: tdn_ops.project_excite_shift(x4, m4, p16, a16[0], a16, w16,
+                                                                  8),
+     ValueError, r"scale must be a 2-D tensor \(2, C\)"),
+    ("project_excite_shift", lambda: tdn_ops.project_excite_shift(x4, m4, p16, a16, a16[:, :8],
+                                                                  w16, 8),
+     ValueError, r"bias must have shape \(2, C\) = \(2, 16\)"),
+    ("project_excite_shift", lambda: tdn_ops.project_excite_shift(x4, m4, p16, a16, a16,
+                                                                  w16[:8], 8),
+     ValueError, r"shift_weight must have shape \(C, 1, 3\) = \(16, 1, 3\)"),
+    ("project_excite_shift", lambda: tdn_ops.project_excite_shift(x4, m4, p16, a16, a16, w16, 3),
+     ValueError, r"x.shape\[0\] \(8\) must be N\*T, a multiple of num_segments \(3\)"),
+    ("project_excite_shift", lambda: tdn_ops.project_excite_shift(x4, m4.double(), p16, a16, a16,
+                                                                  w16, 8),
+     TypeError, r"mixed has dtype torch.float64 but x has dtype torch.float32"),
 ]
 
 
@@ -385,6 +413,12 @@ def test_direct_native_calls_are_checked_too(target):
         torch.ops.tdn_ops.excite_shift(x, x, x, w, 3)
     with pytest.raises(RuntimeError, match="not divisible by frames"):
         torch.ops.tdn_ops.temporal_diff_pool(x[:, :14], 5, 2)
+    if has_native_kernel("project_excite_shift", x.device.type):  # no CUDA kernel yet
+        affine = a16.to(target.device)
+        with pytest.raises(RuntimeError, match=re.escape("scale must have shape (2, C)")):
+            torch.ops.tdn_ops.project_excite_shift(x, m4.to(target.device),
+                                                   p16.to(target.device), affine[:, :8],
+                                                   affine, w, 8)
     # The dtype rule: the four kernel dtypes, forward and backward, with the argument's name.
     dtypes = "must be float32, float64, float16 or bfloat16"
     with pytest.raises(RuntimeError, match="x " + dtypes):

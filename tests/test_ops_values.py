@@ -173,10 +173,12 @@ def test_empty_batch(target, case, empty_dim):
     args = make_args(case, torch.float32, device=target.device)
     if args[0].dim() < 4:
         pytest.skip("no batch dim")
-    # Every batched (>= 4-D) tensor loses its batch (or inner leading) dim; the (C, 1, 3)
-    # weight stays.
-    empty = with_grad([a.narrow(empty_dim, 0, 0) if isinstance(a, torch.Tensor) and a.dim() >= 4
-                       else a for a in args])
+    # Every batched (>= 4-D) tensor loses its batch (or inner leading) dim, counted as in the
+    # primary input: dims in front of those (project_excite_shift's two directions) stay, and
+    # so do the weights.
+    rank = args[0].dim()
+    empty = with_grad([a.narrow(empty_dim + a.dim() - rank, 0, 0)
+                       if isinstance(a, torch.Tensor) and a.dim() >= 4 else a for a in args])
     outs = run_op(target, case.op, empty)
     ref = as_tuple(reference_op(case.op)(*[a.detach().cpu() if isinstance(a, torch.Tensor)
                                            else a for a in empty]))

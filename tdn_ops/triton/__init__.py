@@ -1,4 +1,4 @@
-"""Triton kernels for the seven tdn_ops operators (``backend="triton"``).
+"""Triton kernels for the tdn_ops operators (``backend="triton"``).
 
 ``tdn_ops.triton.<op>(*args)`` takes the arguments positionally exactly as the native operator
 ``torch.ops.tdn_ops.<op>`` does, already checked (the public functions in :mod:`tdn_ops` do
@@ -11,7 +11,7 @@ that) and differentiable with respect to every tensor input.
 
 Modules, one per operator family: ``_pooling`` (temporal_diff_pool, cross_segment_diff),
 ``_upsample`` (multiscale_sum, lateral_fuse), ``_temporal`` (bidirectional_excitation,
-temporal_shift_conv, excite_shift).
+temporal_shift_conv, excite_shift), ``_project`` (project_excite_shift).
 
 Importing this package never fails: without an importable Triton, :data:`AVAILABLE` is False
 (:data:`IMPORT_ERROR` says why) and the dispatcher falls back to other backends.
@@ -32,6 +32,7 @@ except Exception as exc:  # ImportError, or a broken installation failing at imp
 if IMPORT_ERROR is None:
     from ._common import INTERPRET
     from ._pooling import cross_segment_diff, temporal_diff_pool
+    from ._project import project_excite_shift
     from ._temporal import bidirectional_excitation, excite_shift, temporal_shift_conv
     from ._upsample import lateral_fuse, multiscale_sum
 
