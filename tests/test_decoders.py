@@ -105,7 +105,8 @@ class _FakeTorchCodecDecoder:
         return len(self.frames)
 
     def get_frames_at(self, indices):
-        return types.SimpleNamespace(data=torch.from_numpy(np.stack([self.frames[i] for i in indices])))
+        chosen = np.stack([self.frames[i] for i in indices])
+        return types.SimpleNamespace(data=torch.from_numpy(chosen))
 
 
 class _FakeDecordReader:

@@ -138,7 +138,8 @@ class _PyAVVideo:
         implied = round(duration / 1_000_000 * float(rate))
         if self.announced < self.DURATION_SLACK * implied:
             raise FrameReadError(self.path, f"truncated video: its duration announces about "
-                                            f"{implied} frames but only {self.announced} are stored")
+                                            f"{implied} frames but only {self.announced} are "
+                                            f"stored")
 
     def close(self) -> None:
         self.container.close()
