@@ -89,8 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     compiling.add_argument("--compile", action="store_true",
                            help="add torch.compile of the three whole models (reference, fused, "
                            "TSN) to the model section, timed in the same round-robin (on by "
-                           "default with --full; each model compiles for minutes on a small "
-                           "CPU, so the other sizes leave them out)")
+                           "default with --full; on a small CPU each model compiles for "
+                           "minutes, its training step for tens of minutes, so the other sizes "
+                           "leave them out)")
     compiling.add_argument("--no-compile", action="store_true",
                            help="skip every torch.compile baseline (operators, modules and "
                            "whole models)")
