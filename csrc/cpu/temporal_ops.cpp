@@ -72,6 +72,9 @@ TDN_VECTORIZE void shift_row(const A* __restrict__ w0, const A* __restrict__ w1,
 }
 
 // Gradient of the shift's input (transposed taps), accumulating the weight gradient.
+// `has_prev` / `has_next`: frame t-1 / t+1 exists. Outside the video the tap's term is left
+// out rather than multiplied by a zero gradient, as the reference's transposed convolution
+// does: an infinite tap must not turn 0 into NaN there (docs/math.md §6, non-finite values).
 template <typename A>
 TDN_VECTORIZE void shift_backward_row(const A* __restrict__ w0, const A* __restrict__ w1,
                                       const A* __restrict__ w2, const A* __restrict__ g_prev,
@@ -79,9 +82,11 @@ TDN_VECTORIZE void shift_backward_row(const A* __restrict__ w0, const A* __restr
                                       const A* __restrict__ e_prev, const A* __restrict__ e_cur,
                                       const A* __restrict__ e_next, A* __restrict__ ge,
                                       A* __restrict__ acc0, A* __restrict__ acc1,
-                                      A* __restrict__ acc2, int64_t n) {
+                                      A* __restrict__ acc2, int64_t n, bool has_prev,
+                                      bool has_next) {
   for (int64_t i = 0; i < n; ++i) {
-    ge[i] = w0[i] * g_next[i] + w1[i] * g_cur[i] + w2[i] * g_prev[i];
+    ge[i] = (has_next ? w0[i] * g_next[i] : A(0)) + w1[i] * g_cur[i] +
+            (has_prev ? w2[i] * g_prev[i] : A(0));
     acc0[i] += g_cur[i] * e_prev[i];
     acc1[i] += g_cur[i] * e_cur[i];
     acc2[i] += g_cur[i] * e_next[i];
@@ -400,7 +405,7 @@ std::vector<at::Tensor> shift_backward(const at::Tensor& g_in, const at::Tensor&
           // Without excitation the shift input's gradient is dx itself.
           A* ge_dst = kExcite ? ge : dx_acc;
           shift_backward_row(w0, w1, w2, g_prev, g_cur, g_next, e_prev, e_cur, e_next, ge_dst, acc0,
-                             acc1, acc2, len);
+                             acc1, acc2, len, t > 0, !last);
           if constexpr (kExcite) {
             A *df = out_acc(pdf + off, o2), *db = out_acc(pdb + off, o3);
             excite_backward_row(ge, x_t[t % 3], sf_slot[t % 2], sb_slot[t % 2], dx_acc, df, db,

@@ -160,7 +160,11 @@ def _shift_bwd_kernel(
         g_here = tl.load(g_ptr + off, mask=m, other=0.0).to(ACC)
         g_prev = tl.load(g_ptr + off - CHW, mask=p_ok & prev_ok, other=0.0).to(ACC)
         g_next = tl.load(g_ptr + off + CHW, mask=p_ok & next_ok, other=0.0).to(ACC)
-        grad_e = w0 * g_next + w1 * g_here + w2 * g_prev
+        # Outside the video a tap's term is left out, not multiplied by the zero that the
+        # masked load gave: the reference never forms those products, and an infinite tap or
+        # input would turn 0 into NaN (docs/math.md §6, non-finite values).
+        grad_e = (tl.where(next_ok, w0 * g_next, 0.0) + w1 * g_here
+                  + tl.where(prev_ok, w2 * g_prev, 0.0))
         x = tl.load(x_ptr + off, mask=m, other=0.0).to(ACC)
         if EXCITE:
             yf = tl.load(yf_ptr + off, mask=m, other=0.0).to(ACC)
@@ -173,9 +177,9 @@ def _shift_bwd_kernel(
             e = x
             dx = grad_e
         tl.store(dx_ptr + off, dx.to(dx_ptr.dtype.element_ty), mask=m)
-        acc0 += g_next * e
+        acc0 += tl.where(next_ok, g_next * e, 0.0)
         acc1 += g_here * e
-        acc2 += g_prev * e
+        acc2 += tl.where(prev_ok, g_prev * e, 0.0)
     out = partial_ptr + row * (3 * C) + cs * 3
     tl.store(out, tl.sum(acc0, axis=0), mask=c_ok)
     tl.store(out + 1, tl.sum(acc1, axis=0), mask=c_ok)
