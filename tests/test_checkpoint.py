@@ -226,3 +226,11 @@ def test_wrapped_models_save_and_load_plain_keys(tmp_path):
     assert "new_fc.weight" in state and metadata["arch"] == "tsn_resnet18"
     assert load_checkpoint(torch.compile(tdn.build_model("tsn_resnet18", num_classes=3)),
                            compiled.state_dict()).ok
+
+
+def test_malformed_segment_metadata_names_the_field_and_the_file():
+    from tdn.models.factory import _check_metadata
+
+    model = tdn.build_model("tdn_resnet18", num_classes=3, num_segments=2)
+    with pytest.raises(CheckpointError, match=r"run\.safetensors.*'num_segments'.*'eight'"):
+        _check_metadata(model, {"num_segments": "eight"}, "run.safetensors")

@@ -158,8 +158,9 @@ def _add_hints(report: LoadReport, model: nn.Module, state: StateDict) -> None:
     if any(k == weight_key for k, _, _ in report.mismatched):
         report.hints.append(
             f"the checkpoint's classifier has {state[weight_key].shape[0]} classes, the model's "
-            f"{model.state_dict()[weight_key].shape[0]}: pass backbone_only=True (CLI: "
-            "--backbone-only) to load everything except new_fc, then fine-tune it")
+            f"{model.state_dict()[weight_key].shape[0]}: pass backbone_only=True ("
+            "tdn train: --init-from CKPT --backbone-only) to load everything except new_fc, "
+            "then fine-tune it")
     if report.missing and any(".mse." in k for k in report.missing) and not any(
             ".mse." in k for k in state):
         report.hints.append("the checkpoint has no L-TDM weights (mse.*): it is not a TDN "
@@ -210,7 +211,13 @@ def _check_metadata(model: nn.Module, metadata: Mapping[str, str], source: str) 
     if arch and getattr(model, "arch", arch) != arch:
         raise CheckpointError(f"{source} holds a {arch} model, but the model is {model.arch}")
     segments = metadata.get("num_segments")
-    if segments and hasattr(model, "num_segments") and int(segments) != model.num_segments:
+    if segments:
+        try:
+            segments = int(segments)
+        except ValueError:
+            raise CheckpointError(f"{source}: metadata field 'num_segments' should be an "
+                                  f"integer, got {segments!r}") from None
+    if segments and hasattr(model, "num_segments") and segments != model.num_segments:
         # The weights do not depend on T; only the S-TDM fusion weights were chosen for it.
         log.warning("%s was trained with num_segments=%s, the model uses %d", source, segments,
                     model.num_segments)
