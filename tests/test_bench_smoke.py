@@ -79,7 +79,7 @@ def test_tiny_run_writes_csv_json_and_plots(tmp_path):
     cmd = [sys.executable, str(BENCH / "bench_tdm.py"), "--size", "tiny", "--device", "cpu",
            "--sections", "ops", "--output-dir", str(tmp_path), "--no-progress",
            "--note", "smoke"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "operators, float32, forward+backward" in done.stdout
 
@@ -110,7 +110,7 @@ def test_tiny_modules_and_model_sections(tmp_path):
     cmd = [sys.executable, str(BENCH / "bench_tdm.py"), "--size", "tiny", "--device", "cpu",
            "--sections", "modules,model", "--segments", "2", "--threads", "1",
            "--output-dir", str(tmp_path), "--no-progress", "--no-plots"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=REPO)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=REPO)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     rows = list(csv.DictReader((tmp_path / "bench_tdm.csv").open()))
     failed = [(r["name"], r["impl"], r["note"]) for r in rows if r["status"] != "ok"]
