@@ -21,6 +21,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; a finished file gets the permissions
+# an ordinary open() would have given it (0o666 less the umask), read once at import.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 def _temporary_pattern(path: Path) -> str:
     return str(path.parent / f".{path.name}.*.tmp")
 
@@ -40,6 +51,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         write(temporary)
         with open(temporary, "rb+") as handle:  # the data is on disk before the rename
             os.fsync(handle.fileno())
+        os.chmod(temporary, _FILE_MODE)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
