@@ -3,8 +3,9 @@
 * :class:`LongTermTDM` - L-TDM (docs/math.md §4): cross-segment differences that excite the
   features.
 * :class:`TemporalShift` - the learnable temporal shift (docs/math.md §5).
-* :func:`long_term_tdm_shift` - L-TDM followed by the shift, fused so that the excited tensor is
-  never written to memory (``tdn_ops.excite_shift``). This is what a TDN bottleneck calls.
+* :func:`long_term_tdm_shift` - L-TDM followed by the shift, fused from the L-TDM's 1x1
+  projection on (``tdn_ops.project_excite_shift``): neither the C-channel excitation logits
+  nor the excited tensor are written to memory. This is what a TDN bottleneck calls.
 * :class:`FrameDifferencePool` and :class:`LateralFusion` - the two parameter-free pieces of the
   S-TDM (docs/math.md §2): the frame-difference input and the lateral connection into the RGB path.
 
@@ -44,11 +45,12 @@ import torch.nn as nn
 
 from . import reference
 from ._dispatch import BACKENDS
+from ._projected_bn import projected_batch_norm_affine
 from .ops.bidirectional_excitation import bidirectional_excitation
 from .ops.cross_segment_diff import cross_segment_diff
-from .ops.excite_shift import excite_shift
 from .ops.lateral_fuse import lateral_fuse
 from .ops.multiscale_sum import multiscale_sum
+from .ops.project_excite_shift import project_excite_shift
 from .ops.temporal_diff_pool import temporal_diff_pool
 from .ops.temporal_shift_conv import temporal_shift_conv
 
@@ -99,6 +101,10 @@ class LongTermTDM(nn.Module):
     direction first). In eval mode both directions go through each batch norm in one call,
     which gives identical results. Convolutions always run on both directions at once, except
     on the reference backend which calls them per direction like the authors' code.
+
+    The fused tail (:meth:`excitation_affine`, used by :func:`long_term_tdm_shift`) keeps the
+    same semantics for ``bn3`` without forming ``conv3``'s output: see
+    :mod:`tdn_ops._projected_bn`.
     """
 
     def __init__(self, channels: int, num_segments: int, backend: str | None = None,
@@ -133,12 +139,10 @@ class LongTermTDM(nn.Module):
         fwd, bwd = both.chunk(2)
         return torch.cat([bn(fwd), bn(bwd)])
 
-    def excitation_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(y_fwd, y_bwd)``, each (N*T, C, H, W): the pre-sigmoid excitations (docs/math.md
-        §4)."""
+    def mixture(self, x: torch.Tensor) -> torch.Tensor:
+        """(2, N*T, c, H, W): the multiscale mixture ``m`` of each direction ([0] forward,
+        [1] backward), the input of ``conv3`` (fused backends)."""
         _check_features("LongTermTDM", x, self.channels, self.num_segments)
-        if self.backend == "reference":
-            return self._reference_logits(x)
         b = self.bn1(self.conv1(x))
         cb = self.conv2(b)
         diff, pooled = cross_segment_diff(b, cb, self.num_segments, backend=self.backend)
@@ -147,7 +151,38 @@ class LongTermTDM(nn.Module):
         small2 = self._per_direction_bn(self.bn3_smallscale2, self.conv3_smallscale2(pooled))
         small4 = self._per_direction_bn(self.bn3_smallscale4, self.conv3_smallscale4(diff))
         mixed = multiscale_sum(diff, small2, small4, backend=self.backend)
-        y = self.conv3(mixed)
+        return mixed.unflatten(0, (2, -1))
+
+    def excitation_affine(self, mixed: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(weight, scale, bias)`` with ``y_d = scale[d] * (weight @ mixed[d]) + bias[d]``:
+        ``conv3`` as a (C, c) matrix and ``bn3`` as one affine per direction, computed (and
+        ``bn3``'s running statistics updated) exactly as ``bn3(conv3(mixed[d]))`` for d = 0
+        then 1 would. ``bn3`` may also be an ``nn.Identity`` (a batch norm folded into
+        ``conv3``, whose bias then sits in ``bias``)."""
+        weight = self.conv3.weight.flatten(1)
+        conv_bias = self.conv3.bias
+        if isinstance(self.bn3, nn.modules.batchnorm._BatchNorm):
+            scale, bias = projected_batch_norm_affine(self.bn3, weight, conv_bias, mixed)
+        elif isinstance(self.bn3, nn.Identity):
+            scale = weight.new_ones(2, self.channels)
+            bias = weight.new_zeros(2, self.channels) if conv_bias is None else (
+                conv_bias.expand(2, -1))
+            # Called like the module path would (an identity), so that a folded batch norm
+            # (tdn.fold_batch_norm) still refuses to run in training mode.
+            bias = self.bn3(bias)
+        else:
+            raise TypeError("LongTermTDM.bn3 must be a batch norm or nn.Identity, got "
+                            f"{type(self.bn3).__name__}")
+        return weight, scale, bias
+
+    def excitation_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y_fwd, y_bwd)``, each (N*T, C, H, W): the pre-sigmoid excitations (docs/math.md
+        §4)."""
+        _check_features("LongTermTDM", x, self.channels, self.num_segments)
+        if self.backend == "reference":
+            return self._reference_logits(x)
+        y = self.conv3(self.mixture(x).flatten(0, 1))
         y_fwd, y_bwd = y.chunk(2)
         if self.training:
             return self.bn3(y_fwd), self.bn3(y_bwd)
@@ -223,20 +258,26 @@ class TemporalShift(nn.Module):
 
 
 def long_term_tdm_shift(ltdm: LongTermTDM, shift: TemporalShift, x: torch.Tensor) -> torch.Tensor:
-    """``shift(ltdm(x))`` with the excitation and the shift fused into one pass.
+    """``shift(ltdm(x))`` with the L-TDM's projection, batch norm, excitation and the shift
+    fused into one pass.
 
-    The fused ``excite_shift`` reads ``x`` and both excitation logits and writes the shifted
-    result directly; the excited tensor (as large as ``x``) is never materialised, in the
-    forward or the backward. On the reference backend this is literally ``shift(ltdm(x))``.
+    ``project_excite_shift`` reads ``x`` and the c-channel mixture of both directions and
+    writes the shifted result directly: ``conv3``'s C-channel output, its normalised form and
+    the excited tensor (each as large as ``x``) are never materialised, in the forward or the
+    backward. ``bn3`` keeps its semantics (per-direction batch statistics in training, running
+    statistics updated twice, forward direction first). On the reference backend this is
+    literally ``shift(ltdm(x))``.
     """
     if ltdm.num_segments != shift.num_segments:
         raise ValueError(f"ltdm.num_segments={ltdm.num_segments} differs from "
                          f"shift.num_segments={shift.num_segments}")
     if ltdm.backend == "reference" or shift.backend == "reference":
         return shift(ltdm(x))
-    y_fwd, y_bwd = ltdm.excitation_logits(x)
-    return excite_shift(x, y_fwd, y_bwd, shift.conv.weight, shift.num_segments,
-                        backend=shift.backend)
+    _check_features("TemporalShift", x, shift.channels, shift.num_segments)
+    mixed = ltdm.mixture(x)
+    weight, scale, bias = ltdm.excitation_affine(mixed)
+    return project_excite_shift(x, mixed, weight, scale, bias, shift.conv.weight,
+                                shift.num_segments, backend=shift.backend)
 
 
 class FrameDifferencePool(nn.Module):
