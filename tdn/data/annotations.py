@@ -5,13 +5,18 @@
 * videos: ``path label`` -- ``path`` is a video file decoded on the fly.
 
 Fields are separated by whitespace. Paths are relative to ``data_root`` unless absolute.
-Blank lines and lines starting with ``#`` are ignored. A path containing spaces works when
-the format is given explicitly (the trailing fields are split from the right).
+Blank lines and lines starting with ``#`` are ignored; a UTF-8 byte-order mark is skipped.
+Trailing fields are split from the right, so a path may contain spaces; the automatic
+format takes three fields with an integer in the middle for a frame folder, and a line whose
+next-to-last field is not an integer for a video (a frame folder with spaces in its path needs
+the format given explicitly). An item listed twice is
+a warning naming both lines, and so (for now) is an item listed with two labels.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,19 +43,32 @@ def _parse_int(text: str, what: str, where: str) -> int:
         raise ValueError(f"{where}: {what} must be an integer, got {text!r}") from None
 
 
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _detect_format(line: str, where: str) -> ListFormat:
+    """``path num_frames label`` when the line has three fields and the middle one is an
+    integer; ``path label`` when the field before the label is not an integer (the path may
+    then contain spaces). Anything else is ambiguous and refused."""
+    tokens = line.split()
+    if len(tokens) == 2 or (len(tokens) >= 3 and not _is_int(tokens[-2])):
+        return "videos"
+    if len(tokens) == 3:
+        return "frames"
+    raise ValueError(
+        f"{where}: expected 'path label' or 'path num_frames label', got {len(tokens)} "
+        f"fields in {line!r} (pass the list format explicitly for paths with spaces)")
+
+
 def parse_annotation_line(line: str, fmt: ListFormat, where: str) -> VideoRecord:
     """Parse one non-empty line; ``where`` ("file:line") prefixes error messages."""
     if fmt == "auto":
-        tokens = line.split()
-        if len(tokens) == 3:
-            fmt = "frames"
-        elif len(tokens) == 2:
-            fmt = "videos"
-        else:
-            raise ValueError(
-                f"{where}: expected 'path label' or 'path num_frames label', got {len(tokens)} "
-                f"fields in {line!r} (pass the list format explicitly for paths with spaces)"
-            )
+        fmt = _detect_format(line, where)
     if fmt == "frames":
         tokens = line.rsplit(maxsplit=2)
         if len(tokens) != 3:
@@ -79,15 +97,33 @@ def read_annotation_list(
 ) -> list[VideoRecord]:
     """Read an annotation list; paths are joined to ``data_root`` (absolute paths kept)."""
     list_file = os.fspath(list_file)
+    if os.path.isdir(list_file):
+        raise IsADirectoryError(f"annotation list {list_file} is a directory, not a list file")
     if not os.path.isfile(list_file):
         raise FileNotFoundError(f"annotation list not found: {list_file}")
     records = []
-    with open(list_file, encoding="utf-8") as handle:
+    first_line: dict[str, tuple[int, int]] = {}  # path -> (line number, label)
+    # utf-8-sig: a byte-order mark (as some editors write) is not part of the first path.
+    with open(list_file, encoding="utf-8-sig") as handle:
         for number, raw in enumerate(handle, start=1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
             record = parse_annotation_line(line, fmt, f"{list_file}:{number}")
+            if record.path in first_line:
+                seen_at, seen_label = first_line[record.path]
+                if seen_label != record.label:
+                    # A warning for now: the test suite's data fixtures still list one clip
+                    # under two labels; the issue asks for an error once they do not.
+                    warnings.warn(f"{list_file}:{number}: {record.path} has label "
+                                  f"{record.label}, but label {seen_label} at line {seen_at}: "
+                                  "one item, two labels", stacklevel=2)
+                else:
+                    warnings.warn(f"{list_file}:{number}: {record.path} is listed again "
+                                  f"(first at line {seen_at}); it will be sampled twice",
+                                  stacklevel=2)
+            else:
+                first_line[record.path] = (number, record.label)
             if data_root is not None:
                 record = VideoRecord(os.path.join(os.fspath(data_root), record.path),
                                      record.label, record.num_frames)
