@@ -102,6 +102,10 @@ FUSED_OP_MACS: dict[str, tuple[str, Callable]] = {
     # depthwise kernel-3 temporal convolution: 3 MACs per output element
     "temporal_shift_conv": ("convolution", lambda args, out: 3 * _numel(args[0])),
     "excite_shift": ("convolution", lambda args, out: 3 * _numel(args[0])),
+    # 1x1 projection c -> C of both directions (mixed: (2, NT, c, H, W), weight: (C, c)), then
+    # the kernel-3 shift
+    "project_excite_shift": ("convolution", lambda args, out: (
+        _numel(args[1]) * args[2].shape[0] + 3 * _numel(args[0]))),
     # differences, 2x2 average pools and sigmoid gates: 0 under the convention
     "temporal_diff_pool": ("other", lambda args, out: 0),
     "cross_segment_diff": ("other", lambda args, out: 0),
