@@ -62,9 +62,13 @@ def read_state_dict(path: str | os.PathLike) -> tuple[StateDict, dict[str, str]]
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-        return load_file(str(path)), metadata
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = dict(f.metadata() or {})
+            return load_file(str(path)), metadata
+        except Exception as e:  # SafetensorError and friends: a truncated or corrupt file
+            raise CheckpointError(f"cannot read {path} as a safetensors checkpoint: the file is "
+                                  f"truncated or corrupt ({e})") from e
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors come in many types; the message is what matters

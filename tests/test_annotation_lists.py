@@ -48,3 +48,4 @@ def test_a_directory_is_reported_as_such(tmp_path):
 def test_a_missing_file_is_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         read_annotation_list(tmp_path / "nope.txt")
+
