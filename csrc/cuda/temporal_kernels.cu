@@ -325,10 +325,14 @@ __global__ void __launch_bounds__(kThreads, 2)
         fill(g_next, A(0));
       }
       // Gradient of the shift's input at frame t (the transposed taps), then the weight terms.
+      // Outside the video a tap's term is left out, not multiplied by a zero gradient, as in
+      // the reference: an infinite tap must not make NaN there (docs/math.md §6).
+      const bool has_prev = t > 0, has_next = t + 1 < fg.T;
       A ge[V];
 #pragma unroll
       for (int l = 0; l < V; ++l) {
-        ge[l] = w0[l] * g_next[l] + w1[l] * g_cur[l] + w2[l] * g_prev[l];
+        ge[l] = (has_next ? w0[l] * g_next[l] : A(0)) + w1[l] * g_cur[l] +
+                (has_prev ? w2[l] * g_prev[l] : A(0));
         acc0[l] += g_cur[l] * e_prev.e[l];
         acc1[l] += g_cur[l] * e_cur.e[l];
         acc2[l] += g_cur[l] * e_next.e[l];

@@ -3,7 +3,8 @@
 # (emu.h), build them with g++ into a shared library, and compare every launcher against
 # tdn_ops.reference (float64) on the operator test shapes (tests/op_cases.py: CASES and the
 # vector-path GPU_CASES), in float32/bfloat16/float16, contiguous,
-# channels_last, strided and misaligned inputs, forward and backward.
+# channels_last, strided and misaligned inputs, forward and backward; then check_nonfinite.py
+# on inputs holding infinities and NaN.
 #
 # This checks index arithmetic, tilings, vector/scalar path selection, the two-stage weight
 # gradient and the numerics of the kernels' C++; it cannot check what only a GPU shows
@@ -32,4 +33,8 @@ g++ "${flags[@]}" -c "$here/emu_runtime.cpp" -o "$build/emu_runtime.o" &
 pids+=("$!")
 for pid in "${pids[@]}"; do wait "$pid"; done
 g++ -shared -o "$build/libtdn_emu.so" "$build"/*.o
-TDN_EMU_LIB="$build/libtdn_emu.so" "$py" "$here/check.py" "$@"
+status=0
+TDN_EMU_LIB="$build/libtdn_emu.so" "$py" "$here/check.py" "$@" || status=1
+# The same launchers on inputs holding infinities and NaN (docs/math.md §6).
+TDN_EMU_LIB="$build/libtdn_emu.so" "$py" "$here/check_nonfinite.py" "$@" || status=1
+exit "$status"
