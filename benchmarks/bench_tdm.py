@@ -24,6 +24,7 @@ PNG plots are written beside them.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -95,6 +96,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     compiling.add_argument("--no-compile", action="store_true",
                            help="skip every torch.compile baseline (operators, modules and "
                            "whole models)")
+    onnx = parser.add_mutually_exclusive_group()
+    onnx.add_argument("--onnx", dest="onnx", action="store_true", default=None,
+                      help="add onnxruntime (CPU execution provider) of the fused TDN to the "
+                      "model section's float32 inference, the runtime a deployment would pick "
+                      "(exported with `tdn export`'s code and verified first; needs the "
+                      "[export] extra; on by default with --full)")
+    onnx.add_argument("--no-onnx", dest="onnx", action="store_false",
+                      help="leave onnxruntime out, also with --full")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads for a CPU run (default: torch's choice)")
     parser.add_argument("--rotate-mb", type=float, default=None,
@@ -160,7 +169,14 @@ def main(argv: list[str] | None = None) -> int:
         # during the warm-up calls (the modules and model sections warm up before timing).
         torch.backends.cudnn.benchmark = True
     size = sizes.get(args.size, compile_reference=False if args.no_compile else None,
-                     compile_models=args.compile or None)
+                     compile_models=args.compile or None, onnx_runtime=args.onnx)
+    if size.onnx_runtime and importlib.util.find_spec("onnxruntime") is None:
+        if args.onnx:
+            sys.exit("bench_tdm: --onnx needs onnxruntime: pip install -e '.[export]'")
+        print("bench_tdm: onnxruntime is not installed: the model section runs without its "
+              "column (pip install -e '.[export]')", file=sys.stderr)
+        size = sizes.get(args.size, compile_reference=False if args.no_compile else None,
+                         compile_models=args.compile or None, onnx_runtime=False)
     env = results.environment(args.device, size.name, REPO,
                               sys.argv[:1] + list(argv if argv is not None else sys.argv[1:]))
     env["note"] = args.note
@@ -170,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         env["matmul_allow_tf32"] = torch.backends.cuda.matmul.allow_tf32
     env["sections"] = list(args.sections)
     env["compile_models"] = size.compile_models
+    env["onnx_runtime"] = size.onnx_runtime
     available = fused_backends(args.device)
     chosen = available if args.backends is None else [b for b in args.backends if b in available]
     env["fused_backends_available"] = available

@@ -36,6 +36,7 @@ class Size:
     compile_reference: bool = True     # torch.compile baseline in the ops section
     compile_modules: bool = True       # ... and in the modules section (slow to compile on CPU)
     compile_models: bool = False       # ... and of the whole models (minutes each on a CPU)
+    onnx_runtime: bool = False         # onnxruntime (CPU) of the fused TDN in the model section
 
     def op_geometry(self, device: torch.device, segments: int) -> Geometry:
         videos = self.op_videos_gpu if device.type == "cuda" else self.op_videos_cpu
@@ -108,19 +109,22 @@ SIZES = {
         model_videos_cpu=8, model_videos_gpu=8,
         model_budget=Budget(warmup=2, min_reps=5, max_reps=50, min_time_s=3.0),
         train_budget=Budget(warmup=2, min_reps=5, max_reps=30, min_time_s=3.0),
-        compile_models=True),
+        compile_models=True, onnx_runtime=True),
 }
 
 
 def get(name: str, *, compile_reference: bool | None = None,
-        compile_models: bool | None = None) -> Size:
+        compile_models: bool | None = None, onnx_runtime: bool | None = None) -> Size:
     """The named size; ``compile_reference=False`` drops every torch.compile baseline,
-    ``compile_models=True`` adds the compiled whole models."""
+    ``compile_models=True`` adds the compiled whole models, ``onnx_runtime`` turns the
+    onnxruntime column on or off (None: the size's choice)."""
     if name not in SIZES:
         raise ValueError(f"size must be one of {tuple(SIZES)}, got {name!r}")
     size = SIZES[name]
     if compile_models:
         size = replace(size, compile_models=True)
+    if onnx_runtime is not None:
+        size = replace(size, onnx_runtime=onnx_runtime)
     if compile_reference is False:
         size = replace(size, compile_reference=False, compile_modules=False,
                        compile_models=False)

@@ -9,7 +9,7 @@ turns its result into one result row per contender.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -74,7 +74,8 @@ def _error_text(exc: BaseException) -> str:
 
 def measure_contenders(steps: dict[Hashable, Callable[[int], object]], device: torch.device,
                        budget: Budget, with_peak_memory: bool,
-                       errors: dict[Hashable, str] | None = None) -> Measured:
+                       errors: dict[Hashable, str] | None = None,
+                       memory_unseen: Collection[Hashable] = ()) -> Measured:
     """Time ``steps`` (contender -> ``step(i)``) round-robin, after a first call of each.
 
     The first call builds whatever is lazy (torch.compile's graphs, the optimizer's momentum
@@ -83,13 +84,15 @@ def measure_contenders(steps: dict[Hashable, Callable[[int], object]], device: t
     ``with_peak_memory``, is measured on a second call. Every contender is prepared before any
     is timed, so the timing can interleave them; the calls made here count as warm-up. A
     contender that raises is dropped with its error; ``errors`` are earlier failures to keep.
+    ``memory_unseen`` are contenders whose memory torch cannot see (another runtime's
+    allocations): they are timed without a peak.
     """
     found = Measured(errors=dict(errors or {}))
     ready = {}
     for key, step in steps.items():
         try:
             found.first_call_s[key] = timed_call(step, 0, device)
-            if with_peak_memory:
+            if with_peak_memory and key not in memory_unseen:
                 found.peaks[key] = peak_bytes(lambda: step(0), device)
             ready[key] = step
         except Exception as exc:  # noqa: BLE001 - reported in the contender's row

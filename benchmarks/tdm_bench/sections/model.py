@@ -9,7 +9,10 @@ and, when the size compiles models (``--compile``; on by default in ``--full``),
 under ``torch.compile`` (Inductor, static shapes): "compiled_reference", "compiled_fused",
 "compiled_tsn", the peer a user who simply compiles the authors' model gets. A compiled
 variant wraps the module its eager variant runs (same weights, same state), and all six are
-timed in one round-robin. Compilation happens in each compiled variant's first call of a pass;
+timed in one round-robin. With ``--onnx`` (on by default in ``--full``) float32 inference on a
+CPU also times "onnxruntime": the fused TDN exported by ``tdn export``'s code (standard ONNX
+operators, logits verified on export) on onnxruntime's CPU execution provider, the runtime a
+deployment would pick instead. Compilation happens in each compiled variant's first call of a pass;
 that call's time beyond a step's median is reported as ``compile_s`` and is in no step time.
 
 For inference the fused TDN and the TSN (eager and compiled alike) run with their batch norms
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 
 import torch
 
@@ -38,6 +42,7 @@ NUM_CLASSES = 174
 MODELS = (("tdn_resnet50", "reference"), ("tdn_resnet50", "fused"), ("tsn_resnet50", "tsn"))
 PASSES = ("inference", "training")
 COMPILED = "compiled_"          # impl prefix of a torch.compile variant
+ONNX = ("tdn_resnet50", "onnxruntime")   # the fused TDN exported to ONNX, inference only
 
 
 def variants(ctx) -> list[tuple[str, str]]:
@@ -103,8 +108,28 @@ def _step(model: torch.nn.Module, pass_name: str, batch, dtype: torch.dtype,
     return infer
 
 
+def _with_onnx(ctx, pass_name: str, dtype: torch.dtype) -> bool:
+    """onnxruntime runs float32 inference on the CPU execution provider only."""
+    return (ctx.size.onnx_runtime and pass_name == "inference" and dtype == torch.float32
+            and ctx.device.type == "cpu")
+
+
 def planned_steps(ctx) -> int:
-    return len(ctx.dtypes) * len(variants(ctx)) * len(PASSES)
+    with_onnx = sum(_with_onnx(ctx, "inference", dtype) for dtype in ctx.dtypes)
+    return len(ctx.dtypes) * len(variants(ctx)) * len(PASSES) + with_onnx
+
+
+def _onnx_step(ctx, fused: torch.nn.Module, geo: Geometry, batch):
+    """Inference through onnxruntime of the fused TDN (exported with ``tdn export``'s code,
+    its logits verified against PyTorch's on export), on the same clips, at a fixed batch."""
+    from tdn.deploy import onnx_session_for_model, run_onnx
+
+    started = time.perf_counter()
+    session = onnx_session_for_model(copy.deepcopy(fused).eval(), geo.resolution,
+                                     threads=torch.get_num_threads(), batch=geo.videos)
+    ctx.log(f"[model] onnxruntime: exported and verified in {time.perf_counter() - started:.0f} s")
+    clips = batch[0].contiguous().cpu().numpy()
+    return lambda i=0: run_onnx(session, clips)
 
 
 def _build_models(ctx, geo: Geometry) -> tuple[dict, dict]:
@@ -203,10 +228,17 @@ def run(ctx) -> None:
                     steps[key] = _step(model, pass_name, batch, dtype, ctx.device)
                 except Exception as exc:  # noqa: BLE001 - reported in the variant's row
                     failed[key] = f"{type(exc).__name__}: {exc}"
+            timed = variants(ctx)
+            if _with_onnx(ctx, pass_name, dtype):
+                timed = timed + [ONNX]
+                try:
+                    steps[ONNX] = _onnx_step(ctx, models[("tdn_resnet50", "fused")], geo, batch)
+                except Exception as exc:  # noqa: BLE001 - reported in the variant's row
+                    failed[ONNX] = f"onnx export: {type(exc).__name__}: {exc}"
             budget = (ctx.size.model_budget if pass_name == "inference"
                       else ctx.size.train_budget)
             found = measure_contenders(steps, ctx.device, budget, with_peak_memory=True,
-                                       errors=failed)
+                                       errors=failed, memory_unseen=(ONNX,))
             steps.clear()                  # frees the optimizers' state before the next pass
             del running
             for (name, impl), error in found.errors.items():
@@ -216,9 +248,10 @@ def run(ctx) -> None:
             if compiled:
                 ctx.log(f"[model] {pass_name}: first (compiling) call "
                         + ", ".join(f"{impl} {s:.0f} s" for impl, s in compiled.items()))
-            for name, impl in variants(ctx):
+            for name, impl in timed:
                 note = ("batch norms folded into the convolutions"
-                        if folded and not impl.endswith("reference") else None)
+                        if folded and impl != ONNX[1] and not impl.endswith("reference")
+                        else None)
                 add_rows(ctx, dict(common, name=name, dtype=dtype_name(dtype), note=note,
                                    gmacs=gmacs_of.get(name), **{"pass": pass_name}),
                          {impl: (name, impl)}, found,
