@@ -86,6 +86,9 @@ class TinyTDNBlock(torch.nn.Module):
         self.backend = backend
         self.weight = torch.nn.Parameter(torch.randn(c, 1, 3))
         self.conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.projection = torch.nn.Parameter(torch.randn(c, c) / c**0.5)
+        self.scale = torch.nn.Parameter(1 + 0.1 * torch.randn(2, c))
+        self.bias = torch.nn.Parameter(0.1 * torch.randn(2, c))
 
     def forward(self, clip, x):
         b = self.backend
@@ -95,7 +98,9 @@ class TinyTDNBlock(torch.nn.Module):
         m = tdn_ops.multiscale_sum(diff, pooled, diff, backend=b)
         y = tdn_ops.bidirectional_excitation(x, m[0], m[1], backend=b)
         y = tdn_ops.temporal_shift_conv(y, self.weight, self.t, backend=b)
-        return tdn_ops.excite_shift(y, m[0], m[1], self.weight, self.t, backend=b)
+        y = tdn_ops.excite_shift(y, m[0], m[1], self.weight, self.t, backend=b)
+        return tdn_ops.project_excite_shift(y, m, self.projection, self.scale, self.bias,
+                                            self.weight, self.t, backend=b)
 
 
 def _tiny_inputs(device="cpu"):
