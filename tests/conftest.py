@@ -35,4 +35,5 @@ def _activate_operator_target(request, monkeypatch):
     if target is not None:
         from op_targets import activate
 
-        activate(target, monkeypatch)
+        op = callspec.params.get("op")
+        activate(target, monkeypatch, op if isinstance(op, str) else None)

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import tdn_ops
+from tdn_ops import _dispatch
 import tdn_ops.triton as tdn_triton
 from op_cases import TOLERANCE, as_tuple, public_op, reference_op, rel_error, tensor_positions, \
     with_grad
@@ -90,9 +91,10 @@ def _ident(value) -> str:
     return str(value)
 
 
-def unavailable_reason(target: Target) -> str | None:
-    """Why ``target`` cannot run here (None when it can). Call with TRITON_INTERPRET set as
-    the target needs it."""
+def unavailable_reason(target: Target, op: str | None = None) -> str | None:
+    """Why ``target`` cannot run here (None when it can): the operator ``op``, or every
+    operator when None (a test of several at once). Call with TRITON_INTERPRET set as the
+    target needs it."""
     if target.device == "cuda" and not torch.cuda.is_available():
         return f"no CUDA device: the {target.name} target needs one"
     if target.backend == "triton":
@@ -104,20 +106,23 @@ def unavailable_reason(target: Target) -> str | None:
         if target.interpreted and not tdn_triton.INTERPRET:
             return "tdn_ops.triton was imported without TRITON_INTERPRET=1 (tests/conftest.py " \
                    "sets it on CPU-only machines before anything imports Triton)"
-    if target.backend not in tdn_ops.available_backends(target.device):
+    device = torch.device(target.device)
+    needed = tdn_ops.OPERATORS if op is None else (op,)
+    missing = [name for name in needed if not _dispatch._available(target.backend, name, device)]
+    if missing:
         if target.native and not tdn_ops.NATIVE_AVAILABLE:
             return "tdn_ops._C is not built: the native kernels are missing"
-        return f"backend {target.backend!r} cannot run every operator on {target.device}"
+        return f"backend {target.backend!r} has no {target.device} kernel of {', '.join(missing)}"
     return None
 
 
-def activate(target: Target, monkeypatch) -> None:
+def activate(target: Target, monkeypatch, op: str | None = None) -> None:
     """Skip (or, for a required backend on a CUDA machine, fail) when ``target`` cannot run;
     otherwise make the dispatcher offer it for the test's duration."""
     if target.interpreted:
         # The dispatcher offers backend="triton" for CPU tensors only under the interpreter.
         monkeypatch.setenv("TRITON_INTERPRET", "1")
-    reason = unavailable_reason(target)
+    reason = unavailable_reason(target, op)
     if reason is None:
         return
     if target.device == "cuda" and torch.cuda.is_available() and target.backend in REQUIRED:
