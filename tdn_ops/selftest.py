@@ -43,7 +43,7 @@ class Tolerance:
 
 # Per dtype (outputs and gradients alike): float32 accumulates like the reference; the half
 # types round once on store; float64 is limited by the float32 constants some kernels take.
-# tests/test_selftest.py keeps these equal to the test suite's (tests/op_cases.py).
+# The test suite (tests/op_cases.py) uses this same table.
 TOLERANCE = {
     torch.float32: Tolerance(norm=2e-6, atol=1e-5, rtol=1e-5),
     torch.float16: Tolerance(norm=2e-3, atol=2e-3, rtol=2e-3),

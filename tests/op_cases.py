@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 import tdn_ops
+from tdn_ops.selftest import TOLERANCE, Tolerance  # noqa: F401  (re-exported)
 
 LAYOUTS = ("contiguous", "channels_last", "strided")
 
@@ -86,30 +87,8 @@ def cases_for(*ops: str) -> list[Case]:
 def first_case_of_each_operator() -> list[Case]:
     return [cases_for(op)[0] for op in tdn_ops.OPERATORS]
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How far a fused result may be from the float64 reference on the same rounded inputs.
-
-    ``norm``: bound on ‖fused − reference‖ / ‖reference‖ (:func:`rel_error`);
-    ``atol``/``rtol``: elementwise, as in ``torch.testing.assert_close``, with ``atol`` in units of the result's
-    largest magnitude (at least 1). Results must meet both.
-    """
-
-    norm: float
-    atol: float
-    rtol: float
-
-
-# Per dtype, for outputs and gradients alike. float32 accumulates like the reference; half
-# types round once on store (half an ulp: 2**-11 relative for float16, 2**-8 for bfloat16);
-# float64 is limited by the float32 coefficients (1/3, alpha, beta) of some kernels.
-TOLERANCE = {
-    torch.float32: Tolerance(norm=2e-6, atol=1e-5, rtol=1e-5),
-    torch.float16: Tolerance(norm=2e-3, atol=2e-3, rtol=2e-3),
-    torch.bfloat16: Tolerance(norm=1.5e-2, atol=1.6e-2, rtol=1.6e-2),
-    torch.float64: Tolerance(norm=1e-7, atol=1e-9, rtol=1e-6),
-}
+# The tolerances per dtype (a norm bound and an elementwise bound; results meet both) are the
+# ones `python -m tdn_ops.selftest` applies on users' machines: one table, in the package.
 
 
 def _tensor(shape, dtype, device, layout, generator) -> torch.Tensor:
