@@ -30,11 +30,7 @@ def _matrix(target: Target):
 
 
 # Operators whose kernels do not follow the rule yet, with why (remove an entry once it does).
-KNOWN_GAPS = {
-    "project_excite_shift": "its CPU and Triton shift backward multiply the zero padding by the "
-                            "taps (NaN in grad x for an infinite shift weight), the fix made "
-                            "in temporal_shift_conv's kernels is still to be ported",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("target,op,dtype,layout", target_params(TARGETS, _matrix))

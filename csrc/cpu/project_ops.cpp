@@ -122,15 +122,20 @@ TDN_VECTORIZE void shift_tile(const A* __restrict__ w0, const A* __restrict__ w1
 // One frame of the backward through the shift: the gradient ge of the shift's input and the
 // shift weight's accumulators. out_t = w0 e_{t-1} + w1 e_t + w2 e_{t+1}, so frame t's input
 // gathers g_{t+1}, g_t, g_{t-1}, and the taps pair g_t with e_{t-1}, e_t and g_{t-1} with e_t.
+// A tap whose frame lies outside the video is left out of ge rather than multiplied by the zero
+// padding: the reference never forms that product, and an infinite tap would turn it into NaN
+// (docs/math.md §6, non-finite values).
 template <typename A>
 TDN_VECTORIZE void shift_backward_tile(const A* __restrict__ w0, const A* __restrict__ w1,
                                        const A* __restrict__ w2, const A* __restrict__ g_prev,
                                        const A* __restrict__ g_cur, const A* __restrict__ g_next,
                                        const A* __restrict__ e_prev, const A* __restrict__ e_cur,
                                        A* __restrict__ ge, A* __restrict__ acc0,
-                                       A* __restrict__ acc1, A* __restrict__ acc2, int64_t n) {
+                                       A* __restrict__ acc1, A* __restrict__ acc2, int64_t n,
+                                       bool has_prev, bool has_next) {
   for (int64_t i = 0; i < n; ++i) {
-    ge[i] = w0[i] * g_next[i] + w1[i] * g_cur[i] + w2[i] * g_prev[i];
+    ge[i] = (has_next ? w0[i] * g_next[i] : A(0)) + w1[i] * g_cur[i] +
+            (has_prev ? w2[i] * g_prev[i] : A(0));
     acc0[i] += g_cur[i] * e_prev[i];
     acc1[i] += g_cur[i] * e_cur[i];
     acc2[i] += g_prev[i] * e_cur[i];
@@ -520,7 +525,7 @@ project_excite_shift_backward_cpu(const at::Tensor& g_in, const at::Tensor& x_in
             const A* e_cur = load_frame(t);
             const A* g_next = load_grad(t + 1);
             shift_backward_tile(buf[0], buf[1], buf[2], g_prev, g_cur, g_next, e_prev, e_cur, dxt,
-                                buf[18], buf[19], buf[20], n);
+                                buf[18], buf[19], buf[20], n, t > 0, t + 1 < geo.T);
             excite_backward_tile(dxt, xt, sig[0], sig[1], u[0], u[1], n);
             for (int d = 0; d < 2; ++d)
               affine_backward_tile(u[d], z[d], buf[3 + 2 * d], buf[21 + d], buf[23 + d], n);

@@ -65,7 +65,10 @@ def _excited(x_ptr, m_ptr, plane, m_plane, m_dir, ps, p_ok, ks, k_ok, js, j_ok, 
                         ACC)
     f0 = sigmoid(s0 * z0 + b0)
     f1 = sigmoid(s1 * z1 + b1)
-    return x * (0.5 + 0.5 * f0 + 0.5 * f1)
+    # Padding (pixels past HW, channels past C, frames outside the video) is forced to zero:
+    # there the zeros of the masked loads can meet an infinite weight in the products (NaN),
+    # which must not reach the real outputs (docs/math.md §6, non-finite values).
+    return tl.where(ok, x * (0.5 + 0.5 * f0 + 0.5 * f1), 0.0)
 
 
 @triton.jit
@@ -176,16 +179,23 @@ def _backward_kernel(g_ptr, x_ptr, m_ptr, w_ptr, scale_ptr, bias_ptr, taps_ptr,
         f0 = sigmoid(s0 * z0 + b0)
         f1 = sigmoid(s1 * z1 + b1)
         gate = 0.5 + 0.5 * f0 + 0.5 * f1
-        e = x * gate
-        # out[t'] reads e[t] with tap 2 (t' = t-1), 1 (t' = t) and 0 (t' = t+1).
-        ge = w0 * g_next + w1 * g_here + w2 * g_prev
+        # As in _excited: padded pixels and channels hold zero, never the NaN that a masked
+        # load's zero times an infinite weight makes, before they enter the sums and products.
+        e = tl.where(ok, x * gate, 0.0)
+        # out[t'] reads e[t] with tap 2 (t' = t-1), 1 (t' = t) and 0 (t' = t+1). A tap whose
+        # frame lies outside the video is left out, not multiplied by the zero of the masked
+        # load: an infinite tap would make that NaN (docs/math.md §6, non-finite values).
+        ge = (tl.where(next_ok, w0 * g_next, 0.0) + w1 * g_here
+              + tl.where(prev_ok, w2 * g_prev, 0.0))
         tl.store(dx_ptr + off, (ge * gate).to(dx_ptr.dtype.element_ty), mask=ok)
         gx = 0.5 * ge * x
-        dy0 = gx * f0 * (1.0 - f0)
-        dy1 = gx * f1 * (1.0 - f1)
-        tl.store(out_row + ks * 3, tl.sum(g_next * e, axis=0), mask=k_ok)
+        dy0 = tl.where(ok, gx * f0 * (1.0 - f0), 0.0)
+        dy1 = tl.where(ok, gx * f1 * (1.0 - f1), 0.0)
+        tl.store(out_row + ks * 3, tl.sum(tl.where(next_ok, g_next * e, 0.0), axis=0),
+                 mask=k_ok)
         tl.store(out_row + ks * 3 + 1, tl.sum(g_here * e, axis=0), mask=k_ok)
-        tl.store(out_row + ks * 3 + 2, tl.sum(g_prev * e, axis=0), mask=k_ok)
+        tl.store(out_row + ks * 3 + 2, tl.sum(tl.where(prev_ok, g_prev * e, 0.0), axis=0),
+                 mask=k_ok)
         tl.store(out_row + 3 * C + ks, tl.sum(dy0 * z0, axis=0), mask=k_ok)
         tl.store(out_row + 4 * C + ks, tl.sum(dy1 * z1, axis=0), mask=k_ok)
         tl.store(out_row + 5 * C + ks, tl.sum(dy0, axis=0), mask=k_ok)
