@@ -212,6 +212,35 @@ class LateralFuse : public Function<LateralFuse> {
   }
 };
 
+// ---------------------------------------------------------------- project_excite_shift
+// Saves only the inputs: the backward recomputes the C-channel logits and the excited tensor
+// from `mixed` tile by tile (docs/math.md §6).
+class ProjectExciteShift : public Function<ProjectExciteShift> {
+ public:
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& mixed,
+                        const Tensor& weight, const Tensor& scale, const Tensor& bias,
+                        const Tensor& shift_weight, int64_t num_segments) {
+    static auto op = tdn_op<Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                   const Tensor&, const Tensor&, int64_t)>("project_excite_shift");
+    ctx->save_for_backward({x, mixed, weight, scale, bias, shift_weight});
+    ctx->saved_data["num_segments"] = num_segments;
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op.call(x, mixed, weight, scale, bias, shift_weight, num_segments);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    using Grads = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
+    static auto op =
+        tdn_op<Grads(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                     const Tensor&, const Tensor&, int64_t)>("project_excite_shift_backward");
+    auto saved = ctx->get_saved_variables();
+    auto [grad_x, grad_mixed, grad_weight, grad_scale, grad_bias, grad_shift] =
+        op.call(grads[0], saved[0], saved[1], saved[2], saved[3], saved[4], saved[5],
+                ctx->saved_data["num_segments"].toInt());
+    return {grad_x, grad_mixed, grad_weight, grad_scale, grad_bias, grad_shift, Tensor()};
+  }
+};
+
 // ---------------------------------------------------------------- the Autograd kernels
 Tensor temporal_diff_pool_autograd(const Tensor& x, int64_t frames, int64_t kernel_size) {
   return TemporalDiffPool::apply(x, frames, kernel_size);
@@ -246,6 +275,12 @@ Tensor lateral_fuse_autograd(const Tensor& x, const Tensor& d, double alpha, dou
   return LateralFuse::apply(x, d, alpha, beta);
 }
 
+Tensor project_excite_shift_autograd(const Tensor& x, const Tensor& mixed, const Tensor& weight,
+                                     const Tensor& scale, const Tensor& bias,
+                                     const Tensor& shift_weight, int64_t num_segments) {
+  return ProjectExciteShift::apply(x, mixed, weight, scale, bias, shift_weight, num_segments);
+}
+
 }  // namespace tdn
 
 TORCH_LIBRARY_IMPL(tdn_ops, Autograd, m) {
@@ -256,4 +291,5 @@ TORCH_LIBRARY_IMPL(tdn_ops, Autograd, m) {
   m.impl("temporal_shift_conv", &tdn::temporal_shift_conv_autograd);
   m.impl("excite_shift", &tdn::excite_shift_autograd);
   m.impl("lateral_fuse", &tdn::lateral_fuse_autograd);
+  m.impl("project_excite_shift", &tdn::project_excite_shift_autograd);
 }
