@@ -23,6 +23,8 @@ the first block of a stage runs at the previous stage's size, the others at the 
     bidirectional_excitation  x, y_fwd, y_bwd (NT, planes, H, W)
     temporal_shift_conv       x (NT, planes, H, W), weight (planes, 1, 3)
     excite_shift              x, y_fwd, y_bwd (NT, planes, H, W), weight (planes, 1, 3)
+    project_excite_shift      x (NT, planes, H, W), mixed (2, NT, c, H, W), weight (planes, c),
+                              scale, bias (2, planes), shift_weight (planes, 1, 3)
 
 A *site* names one of these places: "stdm.input", "stdm.fuse1", "stdm.fuse2", and "layerK"
 (the typical block of stage K, which is most of the stage's blocks) or "layerK.0" (its first).
@@ -151,6 +153,11 @@ def ltdm_sites(geo: Geometry, stage: Stage, first_block: bool) -> list[OpSite]:
                {"num_segments": t}),
         OpSite("excite_shift", site,
                {"x": big, "y_fwd": big, "y_bwd": big, "weight": (planes, 1, 3)},
+               {"num_segments": t}),
+        # The whole L-TDM tail (conv3 + bn3 + excitation + shift) from the c-channel mixture.
+        OpSite("project_excite_shift", site,
+               {"x": big, "mixed": (2,) + small, "weight": (planes, c), "scale": (2, planes),
+                "bias": (2, planes), "shift_weight": (planes, 1, 3)},
                {"num_segments": t}),
     ]
 

@@ -46,7 +46,15 @@ OP_ARGS = {
     "temporal_shift_conv": OpArgs(("x", "weight"), ("x", "weight")),
     "excite_shift": OpArgs(("x", "y_fwd", "y_bwd", "weight"), ("x", "y_fwd", "y_bwd", "weight")),
     "lateral_fuse": OpArgs(("x", "d"), ()),
+    # The backward recomputes the logits from the inputs: it reads all of them.
+    "project_excite_shift": OpArgs(
+        ("x", "mixed", "weight", "scale", "bias", "shift_weight"),
+        ("x", "mixed", "weight", "scale", "bias", "shift_weight")),
 }
+
+
+def _is_shift_weight(name: str, shape) -> bool:
+    return name in ("weight", "shift_weight") and len(shape) == 3 and tuple(shape[1:]) == (1, 3)
 
 
 def _numel(shape) -> int:
@@ -56,17 +64,20 @@ def _numel(shape) -> int:
 def make_inputs(site: OpSite, dtype: torch.dtype, device: torch.device,
                 requires_grad: bool, seed: int) -> dict[str, torch.Tensor]:
     """Random inputs for ``site``; the temporal-shift weight starts as the TSM shift
-    (docs/math.md §5)."""
+    (docs/math.md §5), a projection weight (C, c) is scaled by 1/sqrt(c) as at initialisation
+    so that the logits stay of unit size."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     tensors = {}
     for name, shape in site.shapes.items():
-        if name == "weight":
+        if _is_shift_weight(name, shape):
             t = torch.zeros(shape)
             fold = shape[0] // 8
             t[:fold, 0, 2] = 1
             t[fold:2 * fold, 0, 0] = 1
             t[2 * fold:, 0, 1] = 1
             t += 0.01 * torch.randn(shape, generator=gen)
+        elif name == "weight" and len(shape) == 2:
+            t = torch.randn(shape, generator=gen) / math.sqrt(shape[1])
         else:
             t = torch.randn(shape, generator=gen)
         t = t.to(device=device, dtype=dtype)
