@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from tdn.data import (EvalTransform, FrameReadError, SkippedItem, TrainTransform, VideoDataset,
+                      VideoRecord,
                       build_loader, read_annotation_list, read_class_names, read_folder_frames,
                       read_video_frames, video_frame_count)
 from tdn.data.synthetic import write_mp4
@@ -102,8 +103,8 @@ def test_corrupt_items_are_skipped_and_reported(videos):
 
 
 def test_loader_workers_give_the_same_batches_as_the_main_process(videos):
-    records = read_annotation_list_from_lines(videos, [f"long.mp4 {i}" for i in range(4)],
-                                              root=videos)
+    # One video under four labels: made in code (a list file may not give one item two labels).
+    records = [VideoRecord(str(videos / "long.mp4"), label) for label in range(4)]
     dataset = VideoDataset(records, 2, TrainTransform(24), mode="train")
     plain = [b.frames for b in build_loader(dataset, 2, train=True, seed=4, workers=0)]
     pooled = [b.frames for b in build_loader(dataset, 2, train=True, seed=4, workers=2)]
@@ -118,7 +119,9 @@ def test_frame_folder_dataset(tmp_path):
     frames = read_folder_frames(str(folder), [0, 11, 3], "img_{:05d}.png")
     assert frames.shape == (3, 3, 20, 30) and _frame_numbers(frames) == [0, 11, 3]
     list_file = tmp_path / "list.txt"
-    list_file.write_text("clip 12 2\nclip 15 1\n")  # the second claims more frames than exist
+    (tmp_path / "same_clip").symlink_to(folder, target_is_directory=True)
+    # The second claims more frames than exist.
+    list_file.write_text("clip 12 2\nsame_clip 15 1\n")
     records = read_annotation_list(list_file, tmp_path)
     assert records[0].num_frames == 12 and records[0].label == 2
     dataset = VideoDataset(records, 2, EvalTransform(16, 20), mode="val",
@@ -137,7 +140,7 @@ def test_annotation_formats_and_errors(tmp_path):
     spaced = tmp_path / "spaced.txt"
     spaced.write_text("my video.mp4 2\n")
     assert read_annotation_list(spaced, fmt="videos")[0].path == "my video.mp4"
-    for text, message in [("a.mp4 x\n", "label"), ("a 1 2 3\n", "fields"), ("a -1\n", "label"),
+    for text, message in [("a.mp4 x\n", "label"), ("a 1 2 3\n", "neither exists"), ("a -1\n", "label"),
                           ("a 0 1\n", "num_frames"), ("", "no items")]:
         bad = tmp_path / "bad.txt"
         bad.write_text(text)

@@ -321,3 +321,21 @@ def test_metadata_errors_name_the_field_and_the_file():
     with pytest.raises(ValueError, match=r"m\.pt: metadata field 'input_size' should be an "
                                          r"integer, got 'big'"):
         metadata_number({"input_size": "big"}, "input_size", int, 224, "m.pt")
+
+
+@pytest.mark.parametrize("template,message", [
+    ("img_{:05d", "not a pattern of one frame index"),
+    ("img_{name}.jpg", "not a pattern of one frame index"),
+    ("img_{:05s}.jpg", "not a pattern of one frame index"),
+    ("frame.jpg", "no place for the frame index"),
+])
+def test_a_bad_image_template_is_one_line_naming_the_flag(dataset, tmp_path, capsys, template,
+                                                          message):
+    with pytest.raises(ValueError, match=f"--image-template.*{message}"):
+        _config(dataset, tmp_path / "a", image_template=template).validate()
+    root, paths = dataset
+    code = main(["train", "--train-list", paths["train"], "--output", str(tmp_path / "b"),
+                 "--data-root", str(root), "--image-template", template, "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--image-template" in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()

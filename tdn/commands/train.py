@@ -149,10 +149,11 @@ def run(args) -> int:
     from ..engine.trainer import run_training
 
     config = config_from_args(args)
+    config.validate()  # a bad flag is refused before the output folder or its log exist
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:  # before the log file goes there, and long before any work
         check_writable_folder(config.output, "--output")
-    setup_logging(int(os.environ.get("RANK", "0")), os.path.join(config.output, "train.log"))
+    setup_logging(rank, os.path.join(config.output, "train.log"))
     summary = run_training(config)
     if int(os.environ.get("RANK", "0")) == 0:
         print_json_line(summary)

@@ -8,9 +8,10 @@ Fields are separated by whitespace. Paths are relative to ``data_root`` unless a
 Blank lines and lines starting with ``#`` are ignored; a UTF-8 byte-order mark is skipped.
 Trailing fields are split from the right, so a path may contain spaces; the automatic
 format takes three fields with an integer in the middle for a frame folder, and a line whose
-next-to-last field is not an integer for a video (a frame folder with spaces in its path needs
-the format given explicitly). An item listed twice is
-a warning naming both lines, and so (for now) is an item listed with two labels.
+next-to-last field is not an integer for a video. A longer line ending in two integers
+(``my clip 12 4``) is a frame folder ``my clip`` of 12 frames or a video ``my clip 12``: the
+one that exists on disk decides, and the line is refused when neither or both do. An item
+listed twice is a warning naming both lines; an item listed with two labels is an error.
 """
 
 from __future__ import annotations
@@ -51,24 +52,38 @@ def _is_int(text: str) -> bool:
     return True
 
 
-def _detect_format(line: str, where: str) -> ListFormat:
+def _detect_format(line: str, where: str, data_root: str | None) -> ListFormat:
     """``path num_frames label`` when the line has three fields and the middle one is an
     integer; ``path label`` when the field before the label is not an integer (the path may
-    then contain spaces). Anything else is ambiguous and refused."""
+    then contain spaces). A longer line ending in two integers is decided by the file system
+    (``data_root``: where relative paths are; None for the working directory)."""
     tokens = line.split()
     if len(tokens) == 2 or (len(tokens) >= 3 and not _is_int(tokens[-2])):
         return "videos"
     if len(tokens) == 3:
         return "frames"
-    raise ValueError(
-        f"{where}: expected 'path label' or 'path num_frames label', got {len(tokens)} "
-        f"fields in {line!r} (pass the list format explicitly for paths with spaces)")
+    if len(tokens) > 3:
+        folder, _, _ = line.rsplit(maxsplit=2)
+        video, _ = line.rsplit(maxsplit=1)
+        root = data_root or ""
+        is_folder = os.path.isdir(os.path.join(root, folder))
+        is_video = os.path.isfile(os.path.join(root, video))
+        if is_folder != is_video:
+            return "frames" if is_folder else "videos"
+        found = "both exist" if is_folder else "neither exists"
+        raise ValueError(
+            f"{where}: {line!r} is a frame folder {folder!r} or a video {video!r}, and "
+            f"{found}{' under ' + root if root else ''} (pass the list format explicitly)")
+    raise ValueError(f"{where}: expected 'path label' or 'path num_frames label', "
+                     f"got {len(tokens)} field in {line!r}")
 
 
-def parse_annotation_line(line: str, fmt: ListFormat, where: str) -> VideoRecord:
-    """Parse one non-empty line; ``where`` ("file:line") prefixes error messages."""
+def parse_annotation_line(line: str, fmt: ListFormat, where: str,
+                          data_root: str | None = None) -> VideoRecord:
+    """Parse one non-empty line; ``where`` ("file:line") prefixes error messages;
+    ``data_root`` (where relative paths are) settles lines that either format could read."""
     if fmt == "auto":
-        fmt = _detect_format(line, where)
+        fmt = _detect_format(line, where, data_root)
     if fmt == "frames":
         tokens = line.rsplit(maxsplit=2)
         if len(tokens) != 3:
@@ -109,19 +124,17 @@ def read_annotation_list(
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            record = parse_annotation_line(line, fmt, f"{list_file}:{number}")
+            root = None if data_root is None else os.fspath(data_root)
+            record = parse_annotation_line(line, fmt, f"{list_file}:{number}", root)
             if record.path in first_line:
                 seen_at, seen_label = first_line[record.path]
                 if seen_label != record.label:
-                    # A warning for now: the test suite's data fixtures still list one clip
-                    # under two labels; the issue asks for an error once they do not.
-                    warnings.warn(f"{list_file}:{number}: {record.path} has label "
-                                  f"{record.label}, but label {seen_label} at line {seen_at}: "
-                                  "one item, two labels", stacklevel=2)
-                else:
-                    warnings.warn(f"{list_file}:{number}: {record.path} is listed again "
-                                  f"(first at line {seen_at}); it will be sampled twice",
-                                  stacklevel=2)
+                    raise ValueError(f"{list_file}:{number}: {record.path} has label "
+                                     f"{record.label}, but label {seen_label} at line "
+                                     f"{seen_at}: one item cannot have two labels")
+                warnings.warn(f"{list_file}:{number}: {record.path} is listed again "
+                              f"(first at line {seen_at}); it will be sampled twice",
+                              stacklevel=2)
             else:
                 first_line[record.path] = (number, record.label)
             if data_root is not None:

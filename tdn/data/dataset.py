@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .annotations import VideoRecord
-from .decoding import (DecoderName, FrameReadError, read_folder_frames, read_video_sampled,
-                       resolve_decoder)
+from .decoding import (DecoderName, FrameReadError, check_image_template, read_folder_frames,
+                       read_video_sampled, resolve_decoder)
 from .frame_sampling import SNIPPET_LENGTH, SamplingMode, sample_frame_indices
 
 Transform = Callable[[torch.Tensor, int, "torch.Generator | None"], tuple[torch.Tensor, int]]
@@ -95,6 +95,7 @@ class VideoDataset(Dataset):
             raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}")
         if num_clips < 1 or (num_clips > 1 and mode != "test"):
             raise ValueError(f"num_clips must be 1 unless mode='test' (got {num_clips}, {mode!r})")
+        check_image_template(image_template)
         self.records = list(records)
         self.num_segments = num_segments
         self.transform = transform

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from ..data import EvalTransform, VideoDataset, build_loader, read_annotation_list, read_class_names
+from ..data.decoding import check_image_template
 from ..fileio import atomic_write_text
 from .batches import batch_to_input
 from .distributed import DistributedContext, gather_objects, setup_distributed, teardown_distributed
@@ -95,6 +96,7 @@ class EvalConfig:
             raise ValueError(f"crops must be 1 or 3, got {self.crops}")
         if self.average not in AVERAGES:
             raise ValueError(f"average must be one of {AVERAGES}, got {self.average!r}")
+        check_image_template(self.image_template, "--image-template")
         if not os.path.isfile(self.val_list):
             raise FileNotFoundError(f"val list not found: {self.val_list}")
 

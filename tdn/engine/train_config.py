@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..data.decoding import check_image_template
 from ..data.recipe import MULTI_SCALE_CROP_SCALES
 
 
@@ -136,6 +137,7 @@ class TrainConfig:
         for left, right in self.flip_label_swaps.items():
             if left < 0 or right < 0:
                 raise ValueError(f"--flip-label-swaps: labels are >= 0, got {left}:{right}")
+        check_image_template(self.image_template, "--image-template")
         if self.backbone_only and not self.init_from:
             raise ValueError("--backbone-only applies to --init-from CKPT, which is not given")
         if not os.path.isfile(self.train_list):
