@@ -45,8 +45,10 @@ TDN_VECTORIZE void scale_row(const A* __restrict__ g, A* __restrict__ out, int64
   for (int64_t i = 0; i < n; ++i) out[i] = s * g[i];
 }
 
+// Plain inline (no target clones): rows are 7 to 28 values, and a call through the clones'
+// dispatch would cost more than the copy.
 template <typename A>
-TDN_VECTORIZE void duplicate_row(const A* __restrict__ src, A* __restrict__ dst, int64_t w) {
+inline void duplicate_row(const A* __restrict__ src, A* __restrict__ dst, int64_t w) {
   for (int64_t j = 0; j < w; ++j) {
     dst[2 * j] = src[j];
     dst[2 * j + 1] = src[j];
@@ -128,6 +130,10 @@ void upsample_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t*
   const A gs = static_cast<A>(g_scale), ss = static_cast<A>(small_scale);
   // Contiguous layout, exactly doubled width: output columns 2j and 2j+1 read column j.
   const bool pairs = V == 1 && geo.W == 2 * geo.w;
+  // ... and doubled height too (even H: the L-TDM's pooled branch at 56, 28 and 14 pixels):
+  // source pixel (i, j) gathers a 2x2 window in one pass, with no accumulator row to clear.
+  // The rows are 7 to 28 values long, so per-row calls would cost more than the arithmetic.
+  const bool quads = pairs && geo.H == 2 * geo.h;
   const int64_t ratio = (geo.H + geo.h - 1) / geo.h;
   const int64_t small_per_block = std::max<int64_t>(1, kBlock / (n * ratio));
   const int64_t blocks_per_plane = (geo.h + small_per_block - 1) / small_per_block;
@@ -149,6 +155,22 @@ void upsample_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t*
                        A* o = out_acc(scaled_g + off, lo);
                        scale_row(gblock, o, len, gs);
                        store_acc(scaled_g + off, o, len);
+                       if (quads) {
+                         for (int64_t i = i0; i < i1; ++i) {
+                           const A* r0 = gblock + (2 * i - y0) * n;
+                           const A* r1 = r0 + n;
+                           scalar_t* dst = gsmall + (plane * geo.h + i) * ns;
+                           for (int64_t j = 0; j < geo.w; ++j) {
+                             // ATen's order: ((0 + g[2i][2j]) + g[2i][2j+1]) + g[2i+1][2j] ...
+                             A a = A(0) + ss * r0[2 * j];
+                             a = a + ss * r0[2 * j + 1];
+                             a = a + ss * r1[2 * j];
+                             a = a + ss * r1[2 * j + 1];
+                             dst[j] = static_cast<scalar_t>(a);
+                           }
+                         }
+                         continue;
+                       }
                        for (int64_t i = i0; i < i1; ++i) {
                          std::fill(acc, acc + ns, A(0));
                          for (int64_t y = rbeg[i]; y < rbeg[i + 1]; ++y) {
