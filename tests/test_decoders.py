@@ -51,7 +51,19 @@ def videos(tmp_path_factory):
         data = made[name].read_bytes()
         made[name.replace("clip", "half")] = root / name.replace("clip", "half")
         made[name.replace("clip", "half")].write_bytes(data[: len(data) // 2])
+    made["lastcut.mp4"] = root / "lastcut.mp4"
+    made["lastcut.mp4"].write_bytes(cut_in_last_packet(made["clip.mp4"]))
     return made
+
+
+def cut_in_last_packet(path):
+    """The file's bytes cut halfway through its last packet: every packet is still counted
+    (the mp4 index is at the front), but the last frames do not decode."""
+    import av
+
+    with av.open(str(path)) as container:
+        position, size = max((p.pos, p.size) for p in container.demux(video=0) if p.size)
+    return path.read_bytes()[: position + size // 2]
 
 
 def _pyav_all(path):
@@ -89,22 +101,38 @@ def test_a_webm_cut_in_half_is_refused_by_its_duration(videos):
 # ----------------------------------------------------------------------------- stand-ins
 class _FakeTorchCodecDecoder:
     """torchcodec.decoders.VideoDecoder's surface, decoding with PyAV (unthreaded, stopping
-    at the first error, as a scan of a cut file does)."""
+    at the first error). As the real one (0.7.0) does, its length is the packets its scan
+    finds, the header's frame count and duration are metadata (Matroska has neither: the
+    duration is the container's), and a frame that does not decode raises RuntimeError."""
 
     def __init__(self, path, seek_mode, dimension_order, num_ffmpeg_threads):
         import av
 
         assert (seek_mode, dimension_order) == ("exact", "NHWC")
         with av.open(path) as container:
-            header = container.streams.video[0].frames
+            stream = container.streams.video[0]
+            duration = stream.duration and float(stream.duration * stream.time_base)
+            self.metadata = types.SimpleNamespace(
+                num_frames_from_header=stream.frames or None,
+                duration_seconds_from_header=duration or None,
+                average_fps_from_header=float(stream.average_rate))
+            self.packets = sum(1 for p in container.demux(stream) if p.size)
         self.frames = _pyav_all(path)
-        self.metadata = types.SimpleNamespace(num_frames_from_header=header or None)
 
     def __len__(self):
-        return len(self.frames)
+        return self.packets
+
+    def _frame(self, index):
+        if index >= len(self.frames):
+            raise RuntimeError("Could not push packet to decoder: Invalid data found when "
+                               "processing input")
+        return self.frames[index]
+
+    def get_frame_at(self, index):
+        return types.SimpleNamespace(data=torch.from_numpy(self._frame(index)))
 
     def get_frames_at(self, indices):
-        chosen = np.stack([self.frames[i] for i in indices])
+        chosen = np.stack([self._frame(i) for i in indices])
         return types.SimpleNamespace(data=torch.from_numpy(chosen))
 
 
@@ -150,11 +178,27 @@ def test_the_glue_of_each_decoder_keeps_indices_and_order(videos, stand_ins, dec
 
 
 @pytest.mark.parametrize("decoder", ["torchcodec", "decord"])
-def test_every_decoder_refuses_a_truncated_video(videos, stand_ins, decoder):
+@pytest.mark.parametrize("name", ["half.mp4", "half.webm"])
+def test_every_decoder_refuses_a_truncated_video(videos, stand_ins, decoder, name):
+    # half.webm has no frame count: its duration stands for one, with every decoder
     with pytest.raises(FrameReadError, match="truncated video"):
-        read_video_frames(str(videos["half.mp4"]), [0, 1], decoder)
+        read_video_frames(str(videos[name]), [0, 1], decoder)
     with pytest.raises(FrameReadError, match="truncated video"):
-        video_frame_count(str(videos["half.mp4"]), decoder)
+        video_frame_count(str(videos[name]), decoder)
+
+
+def test_torchcodec_glue_reports_a_frame_that_does_not_decode(videos, stand_ins):
+    # All 24 packets are there (the last one cut short), so the count passes; asking for the
+    # last frames is a truncated video naming the first requested frame that fails.
+    path = str(videos["lastcut.mp4"])
+    assert video_frame_count(path, "torchcodec") == COUNT
+    assert torch.equal(read_video_frames(path, [0, 5], "torchcodec"),
+                       read_video_frames(path, [0, 5], "av"))
+    with pytest.raises(FrameReadError, match=r"truncated video: the container announces 24 "
+                                             r"frames but frame \d+ does not decode"):
+        read_video_frames(path, list(range(COUNT)), "torchcodec")
+    with pytest.raises(FrameReadError, match=r"truncated video: .* but only \d+ decode"):
+        read_video_frames(path, list(range(COUNT)), "av")
 
 
 def test_auto_prefers_torchcodec_when_it_loads(stand_ins):

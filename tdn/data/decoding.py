@@ -15,7 +15,8 @@ Decoders (``--decoder``): ``av`` (PyAV, always available with the ``video`` extr
 ``torchcodec`` and ``decord`` (optional), ``auto`` (torchcodec when it imports, else PyAV,
 saying so once). All of them read the frames at exactly the requested indices; their pixels
 may differ from PyAV's by the rounding of the YUV -> RGB conversion (tests/test_decoders.py:
-the same frames, within 2 grey levels on average).
+the same frames, within 2 grey levels on average; torchcodec 0.7.0 built on FFmpeg 5.1 gives
+PyAV's pixels exactly, tests/test_torchcodec.py).
 """
 
 from __future__ import annotations
@@ -172,20 +173,76 @@ class _PyAVVideo:
 
 
 # ----------------------------------------------------------------------------- torchcodec
+def _torchcodec_container_duration(decoder, path: str) -> float | None:
+    """The container's duration in seconds (Matroska keeps it there, not in the stream).
+    torchcodec's container metadata is not public API (``torchcodec._core``, checked with
+    0.7.0): where it is missing, PyAV reads the header instead (no decoding)."""
+    try:
+        return _container_duration_from_torchcodec(decoder)
+    except Exception:
+        pass
+    try:
+        import av
+
+        with av.open(path) as container:
+            return container.duration / 1_000_000 if container.duration else None
+    except Exception:
+        return None
+
+
+def _container_duration_from_torchcodec(decoder) -> float | None:
+    from torchcodec import _core
+
+    return _core.get_container_metadata(decoder._decoder).duration_seconds_from_header
+
+
 class _TorchCodecVideo:
-    """torchcodec's ``VideoDecoder`` in exact seek mode: it scans the file once, so its frame
-    count is the number of frames present, which is compared with the header's."""
+    """torchcodec's ``VideoDecoder`` in exact seek mode: it scans the file once (demuxing, no
+    decoding), so its frame count is the number of packets present, which is compared with
+    the header's. Checked against the real torchcodec 0.7.0 (built on CPU, FFmpeg 5.1):
+
+    * an mp4 cut short announces its full count in the header: fewer frames scanned is
+      refused up front;
+    * Matroska (webm, mkv) has no frame count: as with PyAV, the duration times the frame
+      rate stands for one (``_PyAVVideo.DURATION_SLACK``); torchcodec's scan alone would
+      accept the cut file, and its ``len()`` would just be shorter;
+    * a cut through the last packets leaves them counted but undecodable: ``get_frames_at``
+      raises (``RuntimeError: Could not push packet to decoder``) once a requested frame
+      needs them, which is reported as a truncated video naming the first such frame;
+    * a file without a video stream (``ValueError: No valid stream found``) is reported as
+      such.
+    """
 
     def __init__(self, path: str):
         from torchcodec.decoders import VideoDecoder
 
         self.path = path
-        self.decoder = VideoDecoder(path, seek_mode="exact", dimension_order="NHWC",
-                                    num_ffmpeg_threads=1)
+        try:
+            self.decoder = VideoDecoder(path, seek_mode="exact", dimension_order="NHWC",
+                                        num_ffmpeg_threads=1)
+        except ValueError as error:
+            if "No valid stream" in str(error) or "best video stream" in str(error):
+                raise FrameReadError(path, "no video stream") from error
+            raise
+        metadata = self.decoder.metadata
         present = len(self.decoder)
-        header = getattr(self.decoder.metadata, "num_frames_from_header", None)
+        header = getattr(metadata, "num_frames_from_header", None)
         self.announced = max(present, int(header or 0))
         self.present = present
+        if not header:
+            self._check_duration(metadata)
+
+    def _check_duration(self, metadata) -> None:
+        duration = (getattr(metadata, "duration_seconds_from_header", None)
+                    or _torchcodec_container_duration(self.decoder, self.path))
+        rate = getattr(metadata, "average_fps_from_header", None)
+        if not duration or not rate:
+            return
+        implied = round(duration * float(rate))
+        if self.present < _PyAVVideo.DURATION_SLACK * implied:
+            raise FrameReadError(self.path, f"truncated video: its duration announces about "
+                                            f"{implied} frames but only {self.present} are "
+                                            f"stored")
 
     def close(self) -> None:
         pass
@@ -194,9 +251,34 @@ class _TorchCodecVideo:
         if self.present < self.announced:
             raise FrameReadError(self.path, _truncated(self.announced, self.present, "are stored"))
 
+    def _first_undecodable(self, indices: Sequence[int]) -> int | None:
+        """The first of ``indices`` that does not decode, in a fresh decoder (the one that
+        failed may be left mid-stream)."""
+        from torchcodec.decoders import VideoDecoder
+
+        try:
+            decoder = VideoDecoder(self.path, seek_mode="exact", dimension_order="NHWC",
+                                   num_ffmpeg_threads=1)
+        except Exception:
+            return None
+        for index in sorted(set(indices)):
+            try:
+                decoder.get_frame_at(index)
+            except RuntimeError:
+                return index
+        return None
+
     def read(self, indices: Sequence[int]) -> list[np.ndarray]:
         self.check_complete()
-        frames = self.decoder.get_frames_at(list(indices)).data.numpy()
+        try:
+            frames = self.decoder.get_frames_at(list(indices)).data.numpy()
+        except RuntimeError as error:
+            first = self._first_undecodable(indices)
+            where = (f"frame {first} does not decode" if first is not None
+                     else "not every frame decodes")
+            raise FrameReadError(self.path, f"truncated video: the container announces "
+                                            f"{self.announced} frames but {where} "
+                                            f"({type(error).__name__}: {error})") from error
         return list(frames)
 
 
