@@ -351,6 +351,85 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> excite_shift_backward
   return {r[0], r[1], r[2], r[3]};
 }
 
+// ---------------------------------------------------------------------------------------
+// project_excite_shift
+
+ProjectShape project_shape(const at::Tensor& x, int64_t mid, int64_t num_segments,
+                           at::MemoryFormat fmt) {
+  return ProjectShape{x.size(0) / num_segments, num_segments, x.size(1), mid,
+                      x.size(2) * x.size(3), is_channels_last(fmt)};
+}
+
+// `mixed` (2, B, c, H, W) as one dense buffer whose halves are in `fmt`: (2, B, c, H, W) or
+// (2, B, H, W, c), as the CPU kernel reads it (no copy when it already is).
+at::Tensor mixed_in_layout(const at::Tensor& mixed, at::MemoryFormat fmt) {
+  if (is_channels_last(fmt)) return mixed.permute({0, 1, 3, 4, 2}).contiguous();
+  return mixed.contiguous();
+}
+
+at::Tensor project_excite_shift_cuda(const at::Tensor& x_in, const at::Tensor& mixed_in,
+                                     const at::Tensor& weight, const at::Tensor& scale,
+                                     const at::Tensor& bias, const at::Tensor& shift_weight,
+                                     int64_t num_segments) {
+  check_project_excite_shift(x_in, mixed_in, weight, scale, bias, shift_weight, num_segments);
+  check_cuda(x_in, "x");
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const auto fmt = layout_of(x_in);
+  const auto x = x_in.contiguous(fmt);
+  auto out = at::empty(x.sizes(), x.options().memory_format(fmt));
+  if (x.numel() == 0) return out;
+  const auto mixed = mixed_in_layout(mixed_in, fmt);
+  const auto w = weight.contiguous(), s = scale.contiguous(), b = bias.contiguous();
+  const auto taps = shift_weight.contiguous();
+  check_launch(project_excite_shift_forward(
+                   x.const_data_ptr(), mixed.const_data_ptr(), w.const_data_ptr(),
+                   s.const_data_ptr(), b.const_data_ptr(), taps.const_data_ptr(),
+                   out.mutable_data_ptr(), dtype_of(x),
+                   project_shape(x, weight.size(1), num_segments, fmt), current_stream()),
+               "project_excite_shift");
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+project_excite_shift_backward_cuda(const at::Tensor& g_in, const at::Tensor& x_in,
+                                   const at::Tensor& mixed_in, const at::Tensor& weight,
+                                   const at::Tensor& scale, const at::Tensor& bias,
+                                   const at::Tensor& shift_weight, int64_t num_segments) {
+  check_project_excite_shift(x_in, mixed_in, weight, scale, bias, shift_weight, num_segments,
+                             &g_in);
+  check_cuda(x_in, "x");
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const auto fmt = layout_of(x_in);
+  const auto x = x_in.contiguous(fmt), g = g_in.contiguous(fmt);
+  const int64_t c = weight.size(1);
+  auto dx = at::empty(x.sizes(), x.options().memory_format(fmt));
+  // The kernel writes dmixed through the dense buffer behind the stacked layout.
+  auto dmixed = empty_stacked(x, x.size(0), c, x.size(2), x.size(3), fmt);
+  // Fully written by the launcher (zeros for an empty batch).
+  auto d_weight = at::empty(weight.sizes(), x.options());
+  auto d_scale = at::empty(scale.sizes(), x.options());
+  auto d_bias = at::empty(bias.sizes(), x.options());
+  auto d_shift = at::empty(shift_weight.sizes(), x.options());
+  const ProjectShape shape = project_shape(x, c, num_segments, fmt);
+  const DType dtype = dtype_of(x);
+  const at::Tensor mixed = x.numel() == 0 ? mixed_in : mixed_in_layout(mixed_in, fmt);
+  const auto w = weight.contiguous(), s = scale.contiguous(), b = bias.contiguous();
+  const auto taps = shift_weight.contiguous();
+  // Scratch of the deterministic two-stage parameter-gradient reduction (stream-ordered by
+  // the caching allocator, so no synchronisation).
+  const auto workspace = at::empty({project_excite_shift_backward_workspace_bytes(shape, dtype)},
+                                   x.options().dtype(at::kByte));
+  check_launch(project_excite_shift_backward(
+                   g.const_data_ptr(), x.const_data_ptr(), mixed.const_data_ptr(),
+                   w.const_data_ptr(), s.const_data_ptr(), b.const_data_ptr(),
+                   taps.const_data_ptr(), dx.mutable_data_ptr(), dmixed.mutable_data_ptr(),
+                   d_weight.mutable_data_ptr(), d_scale.mutable_data_ptr(),
+                   d_bias.mutable_data_ptr(), d_shift.mutable_data_ptr(),
+                   workspace.mutable_data_ptr(), dtype, shape, current_stream()),
+               "project_excite_shift_backward");
+  return {dx, dmixed, d_weight, d_scale, d_bias, d_shift};
+}
+
 }  // namespace
 }  // namespace cuda
 }  // namespace tdn
@@ -370,4 +449,6 @@ TORCH_LIBRARY_IMPL(tdn_ops, CUDA, m) {
   m.impl("excite_shift_backward", &tdn::cuda::excite_shift_backward_cuda);
   m.impl("lateral_fuse", &tdn::cuda::lateral_fuse_cuda);
   m.impl("lateral_fuse_backward", &tdn::cuda::lateral_fuse_backward_cuda);
+  m.impl("project_excite_shift", &tdn::cuda::project_excite_shift_cuda);
+  m.impl("project_excite_shift_backward", &tdn::cuda::project_excite_shift_backward_cuda);
 }

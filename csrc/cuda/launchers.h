@@ -104,5 +104,40 @@ cudaError_t shift_backward(const void* grad_out, const void* x, const void* y_fw
                            void* workspace, DType dtype, const ShiftShape& shape,
                            cudaStream_t stream);
 
+// ---------------------------------------------------------------------------------------
+// project_excite_shift: y_d = scale[d] * (weight @ mixed[d]) + bias[d] per pixel,
+// out = shift(x * (0.5 + 0.5*sigmoid(y_0) + 0.5*sigmoid(y_1)), shift_weight) (docs/math.md §6).
+// x, out, grad_out, grad_x: (videos*T, C, H, W) in the layout; mixed and grad_mixed: one dense
+// buffer (2, videos*T, c, H, W) (contiguous) or (2, videos*T, H, W, c) (channels_last), i.e.
+// each direction in the layout. weight (C, c), scale and bias (2, C), shift_weight (C, 1, 3):
+// contiguous, in `dtype`.
+struct ProjectShape {
+  int64_t videos;
+  int64_t segments;      // T
+  int64_t channels;      // C
+  int64_t mid_channels;  // c
+  int64_t pixels;        // H*W
+  bool channels_last;
+};
+
+cudaError_t project_excite_shift_forward(const void* x, const void* mixed, const void* weight,
+                                         const void* scale, const void* bias,
+                                         const void* shift_weight, void* out, DType dtype,
+                                         const ProjectShape& shape, cudaStream_t stream);
+
+// Bytes of device scratch project_excite_shift_backward needs: one row of float32 (float64
+// for float64) partial parameter gradients per (frame, tile of 32 pixels), 7*C + C*c each.
+int64_t project_excite_shift_backward_workspace_bytes(const ProjectShape& shape, DType dtype);
+
+// The parameter gradients (weight (C, c), scale and bias (2, C), shift_weight (C, 1, 3), in
+// `dtype`) are fully overwritten, zero for empty batches; deterministic (no atomics).
+cudaError_t project_excite_shift_backward(const void* grad_out, const void* x, const void* mixed,
+                                          const void* weight, const void* scale,
+                                          const void* bias, const void* shift_weight,
+                                          void* grad_x, void* grad_mixed, void* grad_weight,
+                                          void* grad_scale, void* grad_bias,
+                                          void* grad_shift_weight, void* workspace, DType dtype,
+                                          const ProjectShape& shape, cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace tdn

@@ -18,11 +18,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
-from op_cases import (ALL_CASES, TOLERANCE, as_tuple, make_args, reference_op,  # noqa: E402
-                      rel_error, tensor_positions, with_grad)
+from op_cases import (ALL_CASES, TOLERANCE, Case, as_tuple, make_args,  # noqa: E402
+                      reference_op, rel_error, tensor_positions, with_grad)
 
 LIB = ctypes.CDLL(os.environ["TDN_EMU_LIB"])
 LIB.sh_ws.restype = ctypes.c_int64
+LIB.pes_ws.restype = ctypes.c_int64
 DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
 I64, DBL = ctypes.c_int64, ctypes.c_double
 
@@ -109,6 +110,18 @@ def forward(op, args):
         out = empty(x, tuple(x.shape), fmt)
         call(LIB.ex_f, ptr(x), ptr(yf), ptr(yb), ptr(out), DTYPE_CODE[x.dtype], I64(x.numel()))
         return (out,)
+    if op == "project_excite_shift":
+        x, mixed, weight, scale, bias, shift_weight, t = args
+        fmt = layout_of(x)
+        x = dense(x, fmt)
+        out = empty(x, tuple(x.shape), fmt)
+        if x.numel() == 0:
+            return (out,)
+        params = [p.contiguous() for p in (weight, scale, bias, shift_weight)]
+        m = mixed_in_layout(mixed, fmt)  # held: the launcher gets a raw pointer
+        call(LIB.pes_f, ptr(x), ptr(m), *map(ptr, params), ptr(out), DTYPE_CODE[x.dtype],
+             *_project_shape(x, weight, t, fmt))
+        return (out,)
     x, yf, yb, weight, t = _shift_args(op, args)
     fmt = layout_of(x)
     x, weight = dense(x, fmt), weight.contiguous()
@@ -118,6 +131,36 @@ def forward(op, args):
     call(LIB.sh_f, ptr(x), ptr(yf), ptr(yb), ptr(weight), ptr(out), DTYPE_CODE[x.dtype],
          I64(n // t), I64(t), I64(c), I64(h * w), is_cl(fmt))
     return (out,)
+
+
+def mixed_in_layout(mixed, fmt):  # binding.cpp's mixed_in_layout: halves dense in fmt
+    if fmt == torch.channels_last:
+        return mixed.permute(0, 1, 3, 4, 2).contiguous()
+    return mixed.contiguous()
+
+
+def _project_shape(x, weight, t, fmt):
+    n, c, h, w = x.shape
+    return I64(n // t), I64(t), I64(c), I64(weight.shape[1]), I64(h * w), is_cl(fmt)
+
+
+def _project_backward(args, g):
+    x, mixed, weight, scale, bias, shift_weight, t = args
+    fmt = layout_of(x)
+    x, g = dense(x, fmt), dense(g, fmt)
+    n, c, h, w = x.shape
+    dx = empty(x, tuple(x.shape), fmt)
+    dm = empty_stacked(x, n, weight.shape[1], h, w, fmt)
+    params = [p.contiguous() for p in (weight, scale, bias, shift_weight)]
+    # The parameter gradients must be fully overwritten (zero for an empty batch), and the
+    # workspace's initial contents must not matter.
+    d_params = [torch.full_like(p, float("nan")) for p in params]
+    shape = _project_shape(x, weight, t, fmt)
+    ws = torch.full((max(1, LIB.pes_ws(DTYPE_CODE[x.dtype], *shape)),), 255, dtype=torch.uint8)
+    m = mixed_in_layout(mixed, fmt) if x.numel() else mixed
+    call(LIB.pes_b, ptr(g), ptr(x), ptr(m), *map(ptr, params), ptr(dx), ptr(dm),
+         *map(ptr, d_params), ptr(ws), DTYPE_CODE[x.dtype], *shape)
+    return [dx, dm, *d_params]
 
 
 def _shift_args(op, args):
@@ -168,6 +211,8 @@ def backward(op, args, grads_out):
         call(LIB.ex_b, ptr(g), ptr(x), ptr(yf), ptr(yb), *map(ptr, outs), DTYPE_CODE[x.dtype],
              I64(x.numel()))
         return outs
+    if op == "project_excite_shift":
+        return _project_backward(args, grads_out[0])
     x, yf, yb, weight, t = _shift_args(op, args)
     fmt = layout_of(x)
     x, g, weight = dense(x, fmt), dense(grads_out[0], fmt), weight.contiguous()
@@ -194,24 +239,57 @@ def misaligned(t):
     return view
 
 
-# The operators with CUDA kernels in csrc/cuda (project_excite_shift has none yet: on CUDA
-# tensors it runs on Triton or the reference).
+# The operators with CUDA kernels in csrc/cuda (an operator without one is named, not checked).
 EMULATED = ("temporal_diff_pool", "cross_segment_diff", "multiscale_sum",
-            "bidirectional_excitation", "temporal_shift_conv", "excite_shift", "lateral_fuse")
+            "bidirectional_excitation", "temporal_shift_conv", "excite_shift", "lateral_fuse",
+            "project_excite_shift")
+
+# Shapes only the emulation adds, for tilings the shared cases do not reach:
+# project_excite_shift (N, T, C, c, H, W) with c beyond one staged chunk of mid channels
+# (float: 64, double: 16) and beyond one backward group (float: 128, double: 64), partial
+# channel blocks, and more mid channels than channels.
+EXTRA_CASES = [Case("project_excite_shift", d, "emu")
+               for d in ((1, 3, 160, 150, 3, 3), (2, 2, 33, 65, 6, 7), (1, 4, 70, 17, 2, 3),
+                         (1, 3, 8, 20, 3, 3))]
+
+# Operators also checked in float64 (their kernels compute in double).
+FLOAT64_OPS = ("project_excite_shift",)
+
+
+def check_empty_batches(ops) -> int:
+    """Empty batches (no frames, or no pixels): no elements written, parameter gradients
+    exactly zero. Returns the number of failures."""
+    if ops and "project_excite_shift" not in ops:
+        return 0
+    failures = 0
+    for nt, h, w in ((0, 3, 3), (4, 0, 5)):
+        x = torch.randn(nt, 8, h, w)
+        args = [x, torch.randn(2, nt, 2, h, w), torch.randn(8, 2), torch.randn(2, 8),
+                torch.randn(2, 8), torch.randn(8, 1, 3), 2 if nt else 1]
+        (out,) = forward("project_excite_shift", args)
+        grads = backward("project_excite_shift", args, [torch.randn(x.shape)])
+        ok = out.shape == x.shape and all(bool((g == 0).all()) for g in grads[2:])
+        if not ok:
+            failures += 1
+            print("FAIL project_excite_shift empty batch", (nt, h, w), flush=True)
+    return failures
 
 
 def main(ops: list[str]) -> int:
     verbose = os.environ.get("V") == "1"
     runs = failures = 0
+    worst: dict[tuple[str, torch.dtype], float] = {}
     without_kernel = sorted({case.op for case in ALL_CASES} - set(EMULATED))
     if without_kernel:
         print(f"host emulation: no CUDA kernel to check for {', '.join(without_kernel)}")
-    for case in ALL_CASES:
+    for case in ALL_CASES + EXTRA_CASES:
         if case.op not in EMULATED or (ops and case.op not in ops):
             continue
+        dtypes = (torch.float32, torch.bfloat16, torch.float16)
+        if case.op in FLOAT64_OPS:
+            dtypes += (torch.float64,)
         for dtype, layout, shifted in itertools.product(
-                (torch.float32, torch.bfloat16, torch.float16),
-                ("contiguous", "channels_last", "strided"), (False, True)):
+                dtypes, ("contiguous", "channels_last", "strided"), (False, True)):
             if shifted and (layout == "strided" or dtype != torch.float32):
                 continue
             args = make_args(case, dtype, layout=layout)
@@ -228,6 +306,8 @@ def main(ops: list[str]) -> int:
             runs += 1
             pairs = list(zip(outs, ref, strict=True)) + list(zip(grads, ref_grads, strict=True))
             errors = [rel_error(a, b) for a, b in pairs]
+            key = (case.op, dtype)
+            worst[key] = max(worst.get(key, 0.0), *errors)
             bad_shape = any(a.shape != b.shape for a, b in pairs)
             nan = any(bool(torch.isnan(a).any()) for a, _ in pairs)
             tag = f"{case} {dtype} {layout}{' misaligned' if shifted else ''}"
@@ -236,6 +316,10 @@ def main(ops: list[str]) -> int:
             if max(errors) > TOLERANCE[dtype].norm or bad_shape or nan:
                 failures += 1
                 print("FAIL", tag, ["%.1e" % e for e in errors], "nan" if nan else "", flush=True)
+    failures += check_empty_batches(ops)
+    for (op, dtype), err in sorted(worst.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        print(f"  {op} {str(dtype).removeprefix('torch.')}: max relative error {err:.1e} "
+              f"(tolerance {TOLERANCE[dtype].norm:.1e})")
     print(f"host emulation: {runs} runs, {failures} failures")
     return 1 if failures else 0
 

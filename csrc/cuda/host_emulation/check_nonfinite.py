@@ -26,7 +26,8 @@ def main(ops: list[str]) -> int:
         op = injection.case.op
         if op not in check.EMULATED or (ops and op not in ops):
             continue
-        for dtype in DTYPES:
+        dtypes = DTYPES + ((torch.float64,) if op in check.FLOAT64_OPS else ())
+        for dtype in dtypes:
             for layout in LAYOUTS:
                 args = injected_args(injection, dtype, layout=layout)
                 ref_args = with_grad([a.double() if isinstance(a, torch.Tensor) else a

@@ -2,9 +2,9 @@
 # Check the CUDA kernels on the CPU: translate every csrc/cuda/*.cu for the host emulation
 # (emu.h), build them with g++ into a shared library, and compare every launcher against
 # tdn_ops.reference (float64) on the operator test shapes (tests/op_cases.py: CASES and the
-# vector-path GPU_CASES), in float32/bfloat16/float16, contiguous,
-# channels_last, strided and misaligned inputs, forward and backward; then check_nonfinite.py
-# on inputs holding infinities and NaN.
+# vector-path GPU_CASES, plus check.py's EXTRA_CASES), in float32/bfloat16/float16 (and float64
+# for check.py's FLOAT64_OPS), contiguous, channels_last, strided and misaligned inputs, forward
+# and backward; then check_nonfinite.py on inputs holding infinities and NaN.
 #
 # This checks index arithmetic, tilings, vector/scalar path selection, the two-stage weight
 # gradient and the numerics of the kernels' C++; it cannot check what only a GPU shows
