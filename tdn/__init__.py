@@ -20,6 +20,7 @@ _EXPORTS = {
     "load_checkpoint": "tdn.models.factory",
     "load_model": "tdn.models.factory",
     "fold_batch_norm": "tdn.models.fold",
+    "pack_for_cpu_inference": "tdn.models.cpu_inference",
     "list_models": "tdn.models.registry",
     "register_model": "tdn.models.registry",
     "TDN": "tdn.models.tdn",

@@ -52,7 +52,8 @@ def run(args) -> int:
     setup_logging()
     device = resolve_device(args.device)
     network, config = load_model_for_inference(args.checkpoint, args.arch, args.num_classes,
-                                               args.segments, args.backend, device)
+                                               args.segments, args.backend, device,
+                                               optimize=True)
     names = (read_class_names(args.class_names) if args.class_names
              else checkpoint_class_names(args.checkpoint))
     if names is not None and len(names) != config["num_classes"]:

@@ -220,7 +220,7 @@ def _score_one_model(config: EvalConfig, index: int, records,
     checkpoint = config.checkpoint[index]
     network, model_cfg = load_model_for_inference(
         checkpoint, config.arch, config.num_classes, config.segments_of(index), config.backend,
-        context.device)
+        context.device, optimize=True)
     if config.channels_last:
         network = network.to(memory_format=torch.channels_last)
     num_classes = model_cfg["num_classes"]

@@ -31,7 +31,7 @@ def build_from_config(config: dict, backend: str | None = None,
 def load_model_for_inference(
     checkpoint: str, arch: str | None = None, num_classes: int | None = None,
     num_segments: int | None = None, backend: str | None = None,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", optimize: bool = False,
 ) -> tuple[nn.Module, dict]:
     """A model in eval mode with ``checkpoint``'s weights, and the config it was built from.
 
@@ -39,6 +39,11 @@ def load_model_for_inference(
     (``checkpoint_last.pt`` / ``checkpoint_best.pt``) and model files (safetensors or torch),
     and the authors' released checkpoints in any prefix form. Explicit arguments override
     what the file records. Loading is strict.
+
+    ``optimize``: for inference without gradients. On a CPU, fold the batch norms and pack
+    the convolutions for oneDNN (:func:`tdn.pack_for_cpu_inference`: same logits to float
+    rounding, faster); elsewhere fold the batch norms. The authors' code path
+    (``backend="reference"``) is left as it is.
     """
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
@@ -48,7 +53,17 @@ def load_model_for_inference(
                           dropout=metadata_number(metadata, "dropout", float, 0.5, checkpoint),
                           input_size=metadata_number(metadata, "input_size", int,
                                                      DEFAULT_INPUT_SIZE, checkpoint))
-    return model.to(device).eval(), config
+    model = model.to(device).eval()
+    if optimize and backend != "reference":
+        if torch.device(device).type == "cpu":
+            from ..models.cpu_inference import pack_for_cpu_inference
+
+            pack_for_cpu_inference(model)
+        else:
+            from ..models.fold import fold_batch_norm
+
+            fold_batch_norm(model)
+    return model, config
 
 
 def metadata_number(metadata: dict, field: str, kind: type, default, source: str):

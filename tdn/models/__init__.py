@@ -6,6 +6,7 @@ Importing this package registers every architecture (each module registers its o
 
 from .blocks import BasicBlock, Bottleneck, TDNBasicBlock, TDNBottleneck
 from .clips import expected_shapes
+from .cpu_inference import PackedConv2d, pack_for_cpu_inference
 from .factory import build_model, load_checkpoint, load_model
 from .fold import FoldedBatchNorm, fold_batch_norm
 from .registry import list_models, register_model
@@ -16,5 +17,5 @@ __all__ = [
     "build_model", "load_checkpoint", "load_model", "list_models", "register_model", "TDN",
     "TDNBackbone", "TSN", "ResNetBackbone", "BasicBlock", "Bottleneck", "TDNBasicBlock",
     "TDNBottleneck", "default_fusion_weights", "expected_shapes", "fold_batch_norm",
-    "FoldedBatchNorm",
+    "FoldedBatchNorm", "PackedConv2d", "pack_for_cpu_inference",
 ]

@@ -15,9 +15,11 @@ operators, logits verified on export) on onnxruntime's CPU execution provider, t
 deployment would pick instead. Compilation happens in each compiled variant's first call of a pass;
 that call's time beyond a step's median is reported as ``compile_s`` and is in no step time.
 
-For inference the fused TDN and the TSN (eager and compiled alike) run with their batch norms
-folded into the convolutions (``tdn.fold_batch_norm``, on a copy), the way a user deploys them
-and the same treatment for both; the reference stays the authors' model.
+For inference the fused TDN and the TSN (eager and compiled alike) run the way a user deploys
+them, the same treatment for both, on a copy: on a CPU ``tdn.pack_for_cpu_inference`` (batch
+norms folded, convolutions on oneDNN with reordered weights and fused ReLU / residual adds;
+under torch.compile the packed modules run plain operators, so the compiled variants compile
+the folded model), elsewhere ``tdn.fold_batch_norm``. The reference stays the authors' model.
 
 Inference: ``eval()`` under ``torch.inference_mode``, time per batch, clips/s. Training step:
 ``train()``, forward, cross-entropy, backward, gradient-norm clipping at 20 and an SGD
@@ -150,34 +152,41 @@ def _build_models(ctx, geo: Geometry) -> tuple[dict, dict]:
     return models, errors
 
 
-def _batch_norm_folder():
-    """``tdn``'s batch-norm folding where this version of the package has it, else None."""
+_PREPARED_NOTE = {
+    "fold_batch_norm": "batch norms folded into the convolutions",
+    "pack_for_cpu_inference": "pack_for_cpu_inference: batch norms folded, oneDNN convolutions "
+                              "with fused ReLU/add (compiled: folded only)",
+}
+
+
+def _inference_preparer(device: torch.device):
+    """How ``tdn`` prepares a model for inference on ``device`` (a callable and its name),
+    where this version of the package can; else (None, None)."""
     import tdn
 
-    fold = getattr(tdn, "fold_batch_norm", None)
-    if fold is None:
-        try:
-            from tdn.models.fold import fold_batch_norm as fold
-        except ImportError:
-            return None
-    return fold
+    for name in (("pack_for_cpu_inference",) if device.type == "cpu" else ()) + \
+            ("fold_batch_norm",):
+        prepare = getattr(tdn, name, None)
+        if prepare is not None:
+            return prepare, name
+    return None, None
 
 
 def _variants_for(ctx, models: dict, errors: dict, pass_name: str) -> tuple[dict, dict]:
     """The modules each variant runs in ``pass_name``, and the errors of those that cannot.
 
-    Inference runs the fused TDN and TSN with their batch norms folded into the convolutions
-    (the same treatment for both, on a copy), where ``tdn`` can fold; the reference stays the
-    authors' model. A compiled variant compiles the module its eager variant runs in the pass.
+    Inference runs the fused TDN and TSN prepared for inference (module docstring; the same
+    treatment for both, on a copy) where ``tdn`` can; the reference stays the authors' model.
+    A compiled variant compiles the module its eager variant runs in the pass.
     """
-    fold = _batch_norm_folder() if pass_name == "inference" else None
+    prepare, how = _inference_preparer(ctx.device) if pass_name == "inference" else (None, None)
     chosen, failed = {}, {}
     for key, model in models.items():
-        if fold is not None and key[1] != "reference":
+        if prepare is not None and key[1] != "reference":
             try:
-                model = fold(copy.deepcopy(model).eval())
+                model = prepare(copy.deepcopy(model).eval())
             except Exception as exc:  # noqa: BLE001 - reported in the variant's rows
-                failed[key] = f"fold_batch_norm: {type(exc).__name__}: {exc}"
+                failed[key] = f"{how}: {type(exc).__name__}: {exc}"
                 continue
         chosen[key] = model
     for name, impl in variants(ctx)[len(MODELS):]:
@@ -221,7 +230,7 @@ def run(ctx) -> None:
         for pass_name in PASSES:
             running, failed = _variants_for(ctx, models, build_errors, pass_name)
             failed.update(build_errors)
-            folded = pass_name == "inference" and _batch_norm_folder() is not None
+            how = _inference_preparer(ctx.device)[1] if pass_name == "inference" else None
             steps = {}
             for key, model in running.items():
                 try:
@@ -249,9 +258,8 @@ def run(ctx) -> None:
                 ctx.log(f"[model] {pass_name}: first (compiling) call "
                         + ", ".join(f"{impl} {s:.0f} s" for impl, s in compiled.items()))
             for name, impl in timed:
-                note = ("batch norms folded into the convolutions"
-                        if folded and impl != ONNX[1] and not impl.endswith("reference")
-                        else None)
+                note = (_PREPARED_NOTE[how] if how and impl != ONNX[1]
+                        and not impl.endswith("reference") else None)
                 add_rows(ctx, dict(common, name=name, dtype=dtype_name(dtype), note=note,
                                    gmacs=gmacs_of.get(name), **{"pass": pass_name}),
                          {impl: (name, impl)}, found,
