@@ -155,10 +155,11 @@ class ModelTarget:
 
 
 _SHARE = "the fused operators replace a small share of the model's time (see the modules table)"
-_LTDM = ("the L-TDM's 1x1 projection and its batch norm over two C-channel tensors are not "
-         "fused and run far below the big convolutions' FLOP rate")
-_SAVED = ("activations saved for the backward of the (unfused) convolutions and batch norms "
-          "dominate the peak")
+_LTDM = ("TDN's extra convolutions are small (the S-TDM stem and its layer1 copy, the L-TDM's "
+         "c = C/16-channel convolutions) and run far below the big convolutions' FLOP rate, "
+         "so the FLOP ratio understates their time")
+_SAVED = ("activations the backbone's convolutions save for the backward dominate the peak; "
+          "the fused operators already save only their inputs")
 _COMPILE = ("torch.compile fuses the reference's elementwise chains and batch norms as well; "
             "the fused model gains only what its kernels add beyond that")
 
