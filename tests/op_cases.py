@@ -47,10 +47,12 @@ CASES = [
     # (B, C, H, W, h, w, alpha, beta)
     *[Case("lateral_fuse", d) for d in ((4, 6, 8, 8, 4, 4, 0.5, 0.5), (2, 3, 7, 5, 3, 2, 0.75, 0.25),
                                         (1, 2, 3, 3, 5, 5, 1.0, -2.0), (3, 9, 1, 1, 1, 1, 0.5, 0.5))],
-    # (N, T, C, c, H, W): c = C/16 as in TDN, and other ratios
+    # (N, T, C, c, H, W): c = C/16 as in TDN, and other ratios, c > C included (a CPU tile
+    # buffer once held C channels per pixel, too few for mixed's c)
     *[Case("project_excite_shift", d) for d in ((2, 8, 32, 2, 7, 7), (1, 3, 48, 3, 5, 9),
                                                 (3, 2, 16, 1, 1, 1), (1, 16, 12, 4, 3, 3),
-                                                (2, 1, 20, 5, 4, 3))],
+                                                (2, 1, 20, 5, 4, 3), (1, 2, 16, 17, 1, 1),
+                                                (1, 3, 8, 20, 3, 3))],
 ]
 
 

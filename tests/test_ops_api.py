@@ -25,7 +25,6 @@ from op_targets import (CUDA, GPU_TARGETS, NATIVE_TARGETS, TRITON_CUDA, TRITON_I
                         assert_close_to_reference, forward_backward, reference_float64, run_op,
                         target_params)
 from tdn_ops._dispatch import resolve_backend
-from tdn_ops._extension import has_native_kernel
 
 REPO = Path(__file__).resolve().parents[1]
 native = pytest.mark.skipif(not tdn_ops.NATIVE_AVAILABLE,
@@ -418,12 +417,10 @@ def test_direct_native_calls_are_checked_too(target):
         torch.ops.tdn_ops.excite_shift(x, x, x, w, 3)
     with pytest.raises(RuntimeError, match="not divisible by frames"):
         torch.ops.tdn_ops.temporal_diff_pool(x[:, :14], 5, 2)
-    if has_native_kernel("project_excite_shift", x.device.type):  # no CUDA kernel yet
-        affine = a16.to(target.device)
-        with pytest.raises(RuntimeError, match=re.escape("scale must have shape (2, C)")):
-            torch.ops.tdn_ops.project_excite_shift(x, m4.to(target.device),
-                                                   p16.to(target.device), affine[:, :8],
-                                                   affine, w, 8)
+    affine = a16.to(target.device)
+    with pytest.raises(RuntimeError, match=re.escape("scale must have shape (2, C)")):
+        torch.ops.tdn_ops.project_excite_shift(x, m4.to(target.device), p16.to(target.device),
+                                               affine[:, :8], affine, w, 8)
     # The dtype rule: the four kernel dtypes, forward and backward, with the argument's name.
     dtypes = "must be float32, float64, float16 or bfloat16"
     with pytest.raises(RuntimeError, match="x " + dtypes):

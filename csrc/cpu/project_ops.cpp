@@ -194,7 +194,9 @@ struct ProjectGeometry {
   }
 
   int64_t tasks() const { return videos * tiles_per_frame; }
-  int64_t capacity() const { return C * pixels_per_tile; }
+  // Every tile buffer holds a tile of x (C channels) or of mixed (c channels): c > C is
+  // unusual (TDN has c = C/16) but valid, and must not overflow the mixed tiles.
+  int64_t capacity() const { return std::max(C, c) * pixels_per_tile; }
   int64_t mixed_capacity() const { return c * pixels_per_tile; }
 
   // Pixels [p0, p0 + np) of tile `k`.

@@ -146,6 +146,21 @@ def read_annotation_list(
     return records
 
 
+def check_image_template(image_template: str, argument: str = "image_template") -> None:
+    """Refuse a frame-file pattern that cannot name frames, naming ``argument``: it must take
+    one integer (``str.format``) and give different names to different frames."""
+    if not isinstance(image_template, str):
+        raise TypeError(f"{argument} must be a string, got {type(image_template).__name__}")
+    try:
+        first, second = image_template.format(1), image_template.format(2)
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError) as error:
+        raise ValueError(f"{argument} {image_template!r} is not a pattern of one frame index "
+                         f"such as 'img_{{:05d}}.jpg' ({type(error).__name__}: {error})") from None
+    if first == second:
+        raise ValueError(f"{argument} {image_template!r} has no place for the frame index "
+                         "(a '{}' field, e.g. 'img_{:05d}.jpg'): every frame would be one file")
+
+
 def read_class_names(path: str | os.PathLike) -> list[str]:
     """One class name per line, line ``i`` naming class ``i``. Also accepts ``index name``
     or ``index,name`` lines (as in label maps shipped with Kinetics / Something lists)."""

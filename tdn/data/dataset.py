@@ -15,9 +15,9 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from .annotations import VideoRecord
-from .decoding import (DecoderName, FrameReadError, check_image_template, read_folder_frames,
-                       read_video_sampled, resolve_decoder)
+from .annotations import VideoRecord, check_image_template
+from .decoding import (DecoderName, FrameReadError, read_folder_frames, read_video_sampled,
+                       resolve_decoder)
 from .frame_sampling import SNIPPET_LENGTH, SamplingMode, sample_frame_indices
 
 Transform = Callable[[torch.Tensor, int, "torch.Generator | None"], tuple[torch.Tensor, int]]

@@ -385,21 +385,6 @@ def read_video_frames(path: str, indices: Sequence[int], backend: str = "auto") 
     return read_video_sampled(path, lambda count: indices, backend)
 
 
-def check_image_template(image_template: str, argument: str = "image_template") -> None:
-    """Refuse a frame-file pattern that cannot name frames, naming ``argument``: it must take
-    one integer (``str.format``) and give different names to different frames."""
-    if not isinstance(image_template, str):
-        raise TypeError(f"{argument} must be a string, got {type(image_template).__name__}")
-    try:
-        first, second = image_template.format(1), image_template.format(2)
-    except (IndexError, KeyError, ValueError, TypeError, AttributeError) as error:
-        raise ValueError(f"{argument} {image_template!r} is not a pattern of one frame index "
-                         f"such as 'img_{{:05d}}.jpg' ({type(error).__name__}: {error})") from None
-    if first == second:
-        raise ValueError(f"{argument} {image_template!r} has no place for the frame index "
-                         "(a '{}' field, e.g. 'img_{:05d}.jpg'): every frame would be one file")
-
-
 def read_folder_frames(
     folder: str, indices: Sequence[int], image_template: str = "img_{:05d}.jpg",
     first_index: int = 1,

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from ..data import EvalTransform, VideoDataset, build_loader, read_annotation_list, read_class_names
-from ..data.decoding import check_image_template
+from ..data.annotations import check_image_template
 from ..fileio import atomic_write_text
 from .batches import batch_to_input
 from .distributed import DistributedContext, gather_objects, setup_distributed, teardown_distributed

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..data.decoding import check_image_template
+from ..data.annotations import check_image_template
 from ..data.recipe import MULTI_SCALE_CROP_SCALES
 
 
