@@ -156,3 +156,13 @@ def test_a_packed_model_exports_with_plain_operators():
     assert not [n for n in program.graph.nodes if "mkldnn" in str(n.target)]
     with torch.no_grad():
         assert torch.allclose(program.module()(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_packed_model_compiles_to_one_graph():
+    # fullgraph: no graph break (and so no per-block recompilation) in the packed modules;
+    # the "eager" backend traces without Inductor's minutes of code generation.
+    model = pack_for_cpu_inference(_with_statistics(tdn.build_model("tdn_resnet18", 7, 2)))
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    x = torch.randn(1, 2 * 15, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), model(x), rtol=1e-4, atol=1e-4)

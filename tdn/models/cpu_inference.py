@@ -39,13 +39,16 @@ __all__ = ["PackedConv2d", "pack_for_cpu_inference", "packed_path_available"]
 
 def packed_path_available(x: torch.Tensor) -> bool:
     """True when a call on ``x`` can take oneDNN's fused, reordered-weight path."""
+    # Under torch.compile first, as a constant: Dynamo then never traces the checks below
+    # (some of which it cannot trace), so a packed model compiles to one graph.
+    if torch.compiler.is_compiling():
+        return False
     # Not under autocast either: the oneDNN operators are not on autocast's lists, so they
     # would silently run in float32 where the user asked for bfloat16.
     return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
             and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
             and torch.backends.mkldnn.is_available()
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-            and not torch.onnx.is_in_onnx_export())
+            and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
 
 
 class PackedConv2d(nn.Conv2d):
