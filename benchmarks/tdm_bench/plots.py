@@ -22,7 +22,8 @@ from tdn.fileio import atomic_write  # noqa: E402
 COLORS = {"compiled": "#999999", "cpu": "#1f77b4", "cuda": "#2ca02c", "triton": "#d62728",
           "reference": "#999999", "fused": "#1f77b4", "tsn": "#ff7f0e", "eager": "#cccccc",
           "compiled_reference": "#555555", "compiled_fused": "#0b3d66",
-          "compiled_tsn": "#a34f00"}
+          "compiled_tsn": "#a34f00", "onnxruntime": "#9467bd"}
+UNKNOWN_COLOR = "#dddddd"  # an implementation without a colour of its own still plots
 
 
 def _save(fig, path: Path) -> Path:
@@ -78,7 +79,7 @@ def ops_speedup(rows: list[dict], env: dict, path: Path) -> Path | None:
                       for r in group if r["impl"] == impl}
             xs = [i + (k - (len(impls) - 1) / 2) * width for i in range(len(cases))]
             ax.bar(xs, [values.get(c, 0) for c in cases], width, label=impl,
-                   color=COLORS.get(impl))
+                   color=COLORS.get(impl, UNKNOWN_COLOR))
         _speedup_axis(ax, cases, "speed-up vs eager", rotation=35)
         for level, label in _target_lines(env.get("device", ""), pass_name):
             ax.axhline(level, color="black", linestyle="--", linewidth=0.8)
@@ -107,7 +108,7 @@ def modules_bars(rows: list[dict], env: dict, path: Path) -> Path | None:
         values = {case(r): r["speedup_vs_reference"] for r in mods if r["impl"] == impl}
         xs = [i + (k - (len(impls) - 1) / 2) * width for i in range(len(cases))]
         heights = [values.get(c, 0) for c in cases]
-        ax.bar(xs, heights, width, label=impl, color=COLORS.get(impl))
+        ax.bar(xs, heights, width, label=impl, color=COLORS.get(impl, UNKNOWN_COLOR))
         for x, h in zip(xs, heights):
             if h:
                 ax.text(x, h, f"{h:.2f}x", ha="center", va="bottom", fontsize=7)
@@ -131,7 +132,7 @@ def model_bars(rows: list[dict], env: dict, path: Path) -> Path | None:
                   + r["impl"].replace("compiled_", "compiled\n").replace("tsn", "").strip()
                   + f"\n{r['dtype']}" for r in group]
         ax.bar(range(len(group)), [r[key] for r in group],
-               color=[COLORS.get(r["impl"]) for r in group])
+               color=[COLORS.get(r["impl"], UNKNOWN_COLOR) for r in group])
         for i, r in enumerate(group):
             ax.text(i, r[key], f"{r[key]:.0f}", ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(group)))
