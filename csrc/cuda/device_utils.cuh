@@ -55,6 +55,13 @@ __device__ __forceinline__ float sigmoid_acc(float y) {
 }
 __device__ __forceinline__ double sigmoid_acc(double y) { return 1.0 / (1.0 + exp(-y)); }
 
+// The bidirectional excitation's gate 0.5 + 0.5*sigmoid(y_f) + 0.5*sigmoid(y_b), from the two
+// sigmoids (docs/math.md §4), in the C++ kernels' order.
+template <typename A>
+__device__ __forceinline__ A gate_of(A sf, A sb) {
+  return A(0.5) + A(0.5) * sf + A(0.5) * sb;
+}
+
 // IEEE division (not the approximate one --use_fast_math substitutes): pooling divides by the
 // window size exactly like avg_pool2d.
 __device__ __forceinline__ float div_exact(float a, float b) { return __fdiv_rn(a, b); }

@@ -173,11 +173,6 @@ __device__ __forceinline__ void project(Stage<acc_t<T>>& st, const T* __restrict
   }
 }
 
-template <typename A>
-__device__ __forceinline__ A gate_of(A f0, A f1) {
-  return A(0.5) + A(0.5) * f0 + A(0.5) * f1;
-}
-
 // ---------------------------------------------------------------------------------------
 // Forward
 

@@ -27,11 +27,6 @@ namespace {
 // ---------------------------------------------------------------------------------------
 // bidirectional_excitation
 
-template <typename A>
-__device__ __forceinline__ A gate_of(A sf, A sb) {
-  return A(0.5) + A(0.5) * sf + A(0.5) * sb;
-}
-
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
     excitation_forward_kernel(const T* __restrict__ x, const T* __restrict__ yf,
