@@ -32,6 +32,9 @@ namespace {
 // Tile elements a task works on (all C channels of pixels_per_tile pixels): about 32 rows of
 // tile buffers stay within a core's L2.
 constexpr int64_t kTileElements = 4096;
+// ... but at least this many pixels: with C = 512 (layer 4) 4096 elements would be 8-pixel
+// tiles, whose row copies and tile products are too short to run at speed.
+constexpr int64_t kMinTilePixels = 32;
 
 // ---------------------------------------------------------------------------------------
 // Vectorised rows and tile products (acc_t arithmetic)
@@ -189,7 +192,7 @@ struct ProjectGeometry {
         mixed_frame(c_in * x.size(2) * x.size(3)),
         mixed_direction(x.size(0) * c_in * x.size(2) * x.size(3)),
         channels_last(is_channels_last(fmt)) {
-    pixels_per_tile = std::max<int64_t>(1, std::min<int64_t>(HW, kTileElements / C));
+    pixels_per_tile = std::min<int64_t>(HW, std::max<int64_t>(kMinTilePixels, kTileElements / C));
     tiles_per_frame = (HW + pixels_per_tile - 1) / pixels_per_tile;
   }
 
