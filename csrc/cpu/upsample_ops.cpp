@@ -71,7 +71,9 @@ TDN_VECTORIZE void pair_accumulate_row(const A* __restrict__ g, A s, A* __restri
 constexpr int64_t kBlock = 2048;
 
 // For each block of output rows: expand the source rows they read (nearest) into `up`, then
-// block_op(a, up, b_or_null, out, n) over the block in acc_t arithmetic.
+// block_op(a, up, b_or_null, out, n) over the block in acc_t arithmetic. Planes smaller than a
+// block are grouped, several whole planes to a block: they are consecutive in memory, so the
+// block's streams stay long (the L-TDM's 14x14 and 7x7 planes are 196 and 49 values).
 template <typename scalar_t, typename BlockOp>
 void upsample_combine(const UpsampleGeometry& geo, const scalar_t* a, const scalar_t* small,
                       const scalar_t* b, scalar_t* out, BlockOp block_op) {
@@ -79,42 +81,48 @@ void upsample_combine(const UpsampleGeometry& geo, const scalar_t* a, const scal
   const auto rmap = nearest_map(geo.h, geo.H), cmap = nearest_map(geo.w, geo.W);
   const int64_t n = geo.W * geo.V, V = geo.V;
   const bool doubled = V == 1 && geo.W == 2 * geo.w;
-  const int64_t rows_per_block = std::max<int64_t>(1, kBlock / n);
+  const int64_t rows_per_block = std::min(geo.H, std::max<int64_t>(1, kBlock / n));
   const int64_t blocks_per_plane = (geo.H + rows_per_block - 1) / rows_per_block;
-  const int64_t cap = rows_per_block * n;
-  at::parallel_for(
-      0, geo.planes * blocks_per_plane, std::max<int64_t>(1, kGrain / cap),
-      [&](int64_t u0, int64_t u1) {
-        std::vector<A> buf(static_cast<size_t>(4 * cap));
-        A *up = buf.data(), *la = up + cap, *lb = la + cap, *lo = lb + cap;
-        for (int64_t u = u0; u < u1; ++u) {
-          const int64_t plane = u / blocks_per_plane;
-          const int64_t y0 = (u % blocks_per_plane) * rows_per_block;
-          const int64_t y1 = std::min(geo.H, y0 + rows_per_block), len = (y1 - y0) * n;
-          for (int64_t y = y0; y < y1; ++y) {
-            A* dst = up + (y - y0) * n;
-            if (y > y0 && rmap[y] == rmap[y - 1]) {  // same source row as the one above
-              std::copy(dst - n, dst, dst);
+  const int64_t planes_per_block =
+      blocks_per_plane == 1 ? std::max<int64_t>(1, kBlock / (geo.H * n)) : 1;
+  const int64_t units = blocks_per_plane == 1
+                            ? (geo.planes + planes_per_block - 1) / planes_per_block
+                            : geo.planes * blocks_per_plane;
+  const int64_t cap = planes_per_block * rows_per_block * n;
+  at::parallel_for(0, units, std::max<int64_t>(1, kGrain / cap), [&](int64_t u0, int64_t u1) {
+    std::vector<A> buf(static_cast<size_t>(4 * cap));
+    A *up = buf.data(), *la = up + cap, *lb = la + cap, *lo = lb + cap;
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t p0 = blocks_per_plane == 1 ? u * planes_per_block : u / blocks_per_plane;
+      const int64_t p1 = blocks_per_plane == 1 ? std::min(geo.planes, p0 + planes_per_block)
+                                               : p0 + 1;
+      const int64_t y0 = blocks_per_plane == 1 ? 0 : (u % blocks_per_plane) * rows_per_block;
+      const int64_t y1 = std::min(geo.H, y0 + rows_per_block);
+      A* dst = up;
+      for (int64_t plane = p0; plane < p1; ++plane) {
+        for (int64_t y = y0; y < y1; ++y, dst += n) {
+          if (y > y0 && rmap[y] == rmap[y - 1]) {  // same source row as the one above
+            std::copy(dst - n, dst, dst);
+            continue;
+          }
+          const scalar_t* srow = small + (plane * geo.h + rmap[y]) * geo.w * V;
+          if constexpr (std::is_same_v<scalar_t, A>) {
+            if (doubled) {  // contiguous, exactly doubled width: each value twice
+              duplicate_row(reinterpret_cast<const A*>(srow), dst, geo.w);
               continue;
             }
-            const scalar_t* srow = small + (plane * geo.h + rmap[y]) * geo.w * V;
-            if constexpr (std::is_same_v<scalar_t, A>) {
-              if (doubled) {  // contiguous, exactly doubled width: each value twice
-                duplicate_row(reinterpret_cast<const A*>(srow), dst, geo.w);
-                continue;
-              }
-            }
-            for (int64_t x = 0; x < geo.W; ++x)
-              for (int64_t v = 0; v < V; ++v)
-                dst[x * V + v] = static_cast<A>(srow[cmap[x] * V + v]);
           }
-          const int64_t off = (plane * geo.H + y0) * n;
-          A* o = out_acc(out + off, lo);
-          block_op(load_acc(a + off, la, len), up, b ? load_acc(b + off, lb, len) : nullptr, o,
-                   len);
-          store_acc(out + off, o, len);
+          for (int64_t x = 0; x < geo.W; ++x)
+            for (int64_t v = 0; v < V; ++v)
+              dst[x * V + v] = static_cast<A>(srow[cmap[x] * V + v]);
         }
-      });
+      }
+      const int64_t off = (p0 * geo.H + y0) * n, len = (p1 - p0) * (y1 - y0) * n;
+      A* o = out_acc(out + off, lo);
+      block_op(load_acc(a + off, la, len), up, b ? load_acc(b + off, lb, len) : nullptr, o, len);
+      store_acc(out + off, o, len);
+    }
+  });
 }
 
 // One pass over the output gradient g: scaled_g = g_scale * g (the gradient of the
