@@ -145,6 +145,45 @@ void upsample_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t*
   const int64_t ratio = (geo.H + geo.h - 1) / geo.h;
   const int64_t small_per_block = std::max<int64_t>(1, kBlock / (n * ratio));
   const int64_t blocks_per_plane = (geo.h + small_per_block - 1) / small_per_block;
+  if (quads && blocks_per_plane == 1) {
+    // Whole planes, several to a block (as in upsample_combine): one long scaling pass over
+    // the block, then each plane's 2x2 gathers from the block in cache.
+    const int64_t plane_len = geo.H * n;
+    const int64_t planes_per_block = std::max<int64_t>(1, kBlock / plane_len);
+    const int64_t cap = planes_per_block * plane_len;
+    const int64_t units = (geo.planes + planes_per_block - 1) / planes_per_block;
+    at::parallel_for(0, units, std::max<int64_t>(1, kGrain / (2 * cap)), [&](int64_t u0,
+                                                                          int64_t u1) {
+      std::vector<A> buf(static_cast<size_t>(2 * cap));
+      A *lg = buf.data(), *lo = lg + cap;
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t p0 = u * planes_per_block;
+        const int64_t p1 = std::min(geo.planes, p0 + planes_per_block);
+        const int64_t off = p0 * plane_len, len = (p1 - p0) * plane_len;
+        const A* gblock = load_acc(g + off, lg, len);
+        A* o = out_acc(scaled_g + off, lo);
+        scale_row(gblock, o, len, gs);
+        store_acc(scaled_g + off, o, len);
+        for (int64_t plane = p0; plane < p1; ++plane) {
+          const A* gp = gblock + (plane - p0) * plane_len;
+          for (int64_t i = 0; i < geo.h; ++i) {
+            const A* r0 = gp + 2 * i * n;
+            const A* r1 = r0 + n;
+            scalar_t* dst = gsmall + (plane * geo.h + i) * ns;
+            for (int64_t j = 0; j < geo.w; ++j) {
+              // ATen's order: ((0 + g[2i][2j]) + g[2i][2j+1]) + g[2i+1][2j] ...
+              A a = A(0) + ss * r0[2 * j];
+              a = a + ss * r0[2 * j + 1];
+              a = a + ss * r1[2 * j];
+              a = a + ss * r1[2 * j + 1];
+              dst[j] = static_cast<scalar_t>(a);
+            }
+          }
+        }
+      }
+    });
+    return;
+  }
   int64_t cap_rows = 1;  // most output rows one block reads
   for (int64_t i0 = 0; i0 < geo.h; i0 += small_per_block)
     cap_rows = std::max(cap_rows, rbeg[std::min(geo.h, i0 + small_per_block)] - rbeg[i0]);
