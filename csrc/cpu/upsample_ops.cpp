@@ -65,6 +65,21 @@ TDN_VECTORIZE void pair_accumulate_row(const A* __restrict__ g, A s, A* __restri
   }
 }
 
+// One source row's gradient for an exactly doubled map: dst[j] sums the 2x2 window of output
+// rows r0, r1 at columns 2j, 2j+1, in ATen's order ((0 + r0[2j]) + r0[2j+1]) + r1[2j] ...
+// Plain inline: rows are 7 to 28 values, too short for a call through the target clones.
+template <typename A, typename T>
+inline void quad_row(const A* __restrict__ r0, const A* __restrict__ r1, A s, T* __restrict__ dst,
+                     int64_t w) {
+  for (int64_t j = 0; j < w; ++j) {
+    A a = A(0) + s * r0[2 * j];
+    a = a + s * r0[2 * j + 1];
+    a = a + s * r1[2 * j];
+    a = a + s * r1[2 * j + 1];
+    dst[j] = static_cast<T>(a);
+  }
+}
+
 // Work comes in blocks of consecutive rows of one plane, about kBlock elements each: with
 // channels_last a row is W*C values, but a contiguous row (W values, 7 to 56 in TDN) is too
 // short to amortise a call.
@@ -170,14 +185,7 @@ void upsample_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t*
             const A* r0 = gp + 2 * i * n;
             const A* r1 = r0 + n;
             scalar_t* dst = gsmall + (plane * geo.h + i) * ns;
-            for (int64_t j = 0; j < geo.w; ++j) {
-              // ATen's order: ((0 + g[2i][2j]) + g[2i][2j+1]) + g[2i+1][2j] ...
-              A a = A(0) + ss * r0[2 * j];
-              a = a + ss * r0[2 * j + 1];
-              a = a + ss * r1[2 * j];
-              a = a + ss * r1[2 * j + 1];
-              dst[j] = static_cast<scalar_t>(a);
-            }
+            quad_row(r0, r1, ss, dst, geo.w);
           }
         }
       }
@@ -207,14 +215,7 @@ void upsample_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t*
                            const A* r0 = gblock + (2 * i - y0) * n;
                            const A* r1 = r0 + n;
                            scalar_t* dst = gsmall + (plane * geo.h + i) * ns;
-                           for (int64_t j = 0; j < geo.w; ++j) {
-                             // ATen's order: ((0 + g[2i][2j]) + g[2i][2j+1]) + g[2i+1][2j] ...
-                             A a = A(0) + ss * r0[2 * j];
-                             a = a + ss * r0[2 * j + 1];
-                             a = a + ss * r1[2 * j];
-                             a = a + ss * r1[2 * j + 1];
-                             dst[j] = static_cast<scalar_t>(a);
-                           }
+                           quad_row(r0, r1, ss, dst, geo.w);
                          }
                          continue;
                        }
