@@ -52,6 +52,20 @@ def _projection(m_ptr, m_off, ps, p_ok, js, j_ok, w_t, HW, c,
 
 
 @triton.jit
+def _channel_params(scale_ptr, bias_ptr, taps_ptr, ks, k_ok, C, ACC: tl.constexpr):
+    """Channels ``ks``' affine of each direction and shift taps, as [1, C-block] rows:
+    (scale_0, bias_0, scale_1, bias_1, tap_0, tap_1, tap_2)."""
+    s0 = tl.load(scale_ptr + ks, mask=k_ok, other=0.0).to(ACC)[None, :]
+    b0 = tl.load(bias_ptr + ks, mask=k_ok, other=0.0).to(ACC)[None, :]
+    s1 = tl.load(scale_ptr + C + ks, mask=k_ok, other=0.0).to(ACC)[None, :]
+    b1 = tl.load(bias_ptr + C + ks, mask=k_ok, other=0.0).to(ACC)[None, :]
+    w0 = tl.load(taps_ptr + ks * 3, mask=k_ok, other=0.0).to(ACC)[None, :]
+    w1 = tl.load(taps_ptr + ks * 3 + 1, mask=k_ok, other=0.0).to(ACC)[None, :]
+    w2 = tl.load(taps_ptr + ks * 3 + 2, mask=k_ok, other=0.0).to(ACC)[None, :]
+    return s0, b0, s1, b1, w0, w1, w2
+
+
+@triton.jit
 def _excited(x_ptr, m_ptr, plane, m_plane, m_dir, ps, p_ok, ks, k_ok, js, j_ok, w_t,
              s0, b0, s1, b1, HW, C, c, valid, CHANNELS_LAST: tl.constexpr, ACC: tl.constexpr):
     """e of one frame's tile; zero for the pixels where ``valid`` is off (the frame lies
@@ -95,13 +109,7 @@ def _forward_kernel(x_ptr, m_ptr, w_ptr, scale_ptr, bias_ptr, taps_ptr, out_ptr,
     # W^T block [J, C-block] and the per-channel parameters.
     w_t = tl.load(w_ptr + ks[None, :] * c + js[:, None], mask=j_ok[:, None] & k_ok[None, :],
                   other=0.0).to(ACC)
-    s0 = tl.load(scale_ptr + ks, mask=k_ok, other=0.0).to(ACC)[None, :]
-    s1 = tl.load(scale_ptr + C + ks, mask=k_ok, other=0.0).to(ACC)[None, :]
-    b0 = tl.load(bias_ptr + ks, mask=k_ok, other=0.0).to(ACC)[None, :]
-    b1 = tl.load(bias_ptr + C + ks, mask=k_ok, other=0.0).to(ACC)[None, :]
-    w0 = tl.load(taps_ptr + ks * 3, mask=k_ok, other=0.0).to(ACC)[None, :]
-    w1 = tl.load(taps_ptr + ks * 3 + 1, mask=k_ok, other=0.0).to(ACC)[None, :]
-    w2 = tl.load(taps_ptr + ks * 3 + 2, mask=k_ok, other=0.0).to(ACC)[None, :]
+    s0, b0, s1, b1, w0, w1, w2 = _channel_params(scale_ptr, bias_ptr, taps_ptr, ks, k_ok, C, ACC)
     CHW = C * HW
     cHW = c * HW
     # Frame conditions as vectors (the interpreter rejects scalar masks).
@@ -161,13 +169,8 @@ def _backward_kernel(g_ptr, x_ptr, m_ptr, w_ptr, scale_ptr, bias_ptr, taps_ptr,
         ok = p_ok[:, None] & k_ok[None, :]
         w_blk = tl.load(w_ptr + ks[:, None] * c + js[None, :], mask=k_ok[:, None] & j_ok[None, :],
                         other=0.0).to(ACC)
-        s0 = tl.load(scale_ptr + ks, mask=k_ok, other=0.0).to(ACC)[None, :]
-        s1 = tl.load(scale_ptr + C + ks, mask=k_ok, other=0.0).to(ACC)[None, :]
-        b0 = tl.load(bias_ptr + ks, mask=k_ok, other=0.0).to(ACC)[None, :]
-        b1 = tl.load(bias_ptr + C + ks, mask=k_ok, other=0.0).to(ACC)[None, :]
-        w0 = tl.load(taps_ptr + ks * 3, mask=k_ok, other=0.0).to(ACC)[None, :]
-        w1 = tl.load(taps_ptr + ks * 3 + 1, mask=k_ok, other=0.0).to(ACC)[None, :]
-        w2 = tl.load(taps_ptr + ks * 3 + 2, mask=k_ok, other=0.0).to(ACC)[None, :]
+        s0, b0, s1, b1, w0, w1, w2 = _channel_params(scale_ptr, bias_ptr, taps_ptr, ks, k_ok, C,
+                                                     ACC)
         off = nt * CHW + _tile_offsets(ps, ks, HW, C, CHANNELS_LAST)
         g_here = tl.load(g_ptr + off, mask=ok, other=0.0).to(ACC)
         g_prev = tl.load(g_ptr + off - CHW, mask=ok & prev_ok, other=0.0).to(ACC)
