@@ -200,7 +200,6 @@ struct ProjectGeometry {
   // Every tile buffer holds a tile of x (C channels) or of mixed (c channels): c > C is
   // unusual (TDN has c = C/16) but valid, and must not overflow the mixed tiles.
   int64_t capacity() const { return std::max(C, c) * pixels_per_tile; }
-  int64_t mixed_capacity() const { return c * pixels_per_tile; }
 
   // Pixels [p0, p0 + np) of tile `k`.
   void tile(int64_t k, int64_t& p0, int64_t& np) const {
