@@ -95,6 +95,23 @@ __device__ __forceinline__ void element_of(int tid, int i, int& kk, int& pp) {
   }
 }
 
+// Entry e of a staged chunk of `mixed` holding jn mid channels of both directions: direction
+// d, mid channel jj, pixel pp, numbered in memory order (channel-fastest in channels_last).
+template <bool kCL>
+__device__ __forceinline__ void mixed_entry_of(int e, int jn, int& d, int& jj, int& pp) {
+  if (kCL) {
+    jj = e % jn;
+    const int rest = e / jn;
+    pp = rest % kTileP;
+    d = rest / kTileP;
+  } else {
+    pp = e % kTileP;
+    const int rest = e / kTileP;
+    jj = rest % jn;
+    d = rest / jn;
+  }
+}
+
 __device__ __forceinline__ int min_int(int64_t a, int64_t b) {
   return static_cast<int>(a < b ? a : b);
 }
@@ -120,17 +137,7 @@ __device__ __forceinline__ void stage_mixed(Stage<A>& st, const T* __restrict__ 
   const int n = 2 * jn * kTileP;
   for (int idx = static_cast<int>(threadIdx.x); idx < n; idx += kThreads) {
     int d, jj, pp;
-    if (kCL) {
-      jj = idx % jn;
-      const int r = idx / jn;
-      pp = r % kTileP;
-      d = r / kTileP;
-    } else {
-      pp = idx % kTileP;
-      const int r = idx / kTileP;
-      jj = r % jn;
-      d = r / jn;
-    }
+    mixed_entry_of<kCL>(idx, jn, d, jj, pp);
     A v = A(0);
     if (pp < np) {
       const int64_t j = j0 + jj, p = p0 + pp;
@@ -312,18 +319,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   // Entry r of a staged chunk: direction d, mid channel jj, pixel pp, in memory order.
   auto entry_of = [&](int r, int& d, int& jj, int& pp) {
-    const int e = tid + r * kThreads;
-    if (kCL) {
-      jj = e % kJ;
-      const int rest = e / kJ;
-      pp = rest % kTileP;
-      d = rest / kTileP;
-    } else {
-      pp = e % kTileP;
-      const int rest = e / kTileP;
-      jj = rest % kJ;
-      d = rest / kJ;
-    }
+    mixed_entry_of<kCL>(tid + r * kThreads, kJ, d, jj, pp);
   };
 
   int kk[kPerThread], pp[kPerThread];
