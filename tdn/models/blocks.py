@@ -4,6 +4,9 @@ Attribute names follow torchvision / the authors' fbresnet (``conv1, bn1, conv2,
 bn3, downsample`` and, in TDN blocks, ``mse`` and ``shift``) so checkpoints map 1:1.
 ``conv_bias=True`` gives the fbresnet variant (a bias on every convolution) that TDN uses;
 plain torchvision ResNets (the TSN baselines) have none.
+
+A block with ``lean = True`` (set by :func:`tdn.models.lean.set_lean_training`) trains with the
+same values but keeps fewer activations for the backward (tdn/models/lean.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import torch
 import torch.nn as nn
 
 from tdn_ops.nn import LongTermTDM, TemporalShift, long_term_tdm_shift
+
+from .lean import bn_relu_conv, strided_shortcut
 
 
 def downsample(inplanes: int, outplanes: int, stride: int, conv_bias: bool) -> nn.Sequential:
@@ -22,7 +27,31 @@ def downsample(inplanes: int, outplanes: int, stride: int, conv_bias: bool) -> n
     )
 
 
-class BasicBlock(nn.Module):
+class _ResidualBlock(nn.Module):
+    """What BasicBlock and Bottleneck share: the shortcut, the temporal hook and the
+    ``conv -> bn -> relu -> conv`` steps, lean or plain."""
+
+    lean = False  # tdn.models.lean.set_lean_training switches it per block
+    has_temporal = False  # True where temporal() is not the identity (TDN blocks)
+
+    def temporal(self, out: torch.Tensor) -> torch.Tensor:
+        """Hook for temporal modelling after the first convolution; identity here."""
+        return out
+
+    def _shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.downsample is None:
+            return x
+        return strided_shortcut(self.downsample, x) if self.lean else self.downsample(x)
+
+    def _first_pair(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv2(temporal(relu(bn1(conv1(x)))))``."""
+        z = self.conv1(x)
+        if self.lean and not self.has_temporal:
+            return bn_relu_conv(z, self.bn1, self.relu, self.conv2)
+        return self.conv2(self.temporal(self.relu(self.bn1(z))))
+
+
+class BasicBlock(_ResidualBlock):
     """Two 3x3 convolutions (ResNet-18/34); the stride lives in ``conv1``."""
 
     expansion = 1
@@ -37,19 +66,13 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
-    def temporal(self, out: torch.Tensor) -> torch.Tensor:
-        """Hook for temporal modelling after the first convolution; identity here."""
-        return out
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.temporal(out)
-        out = self.bn2(self.conv2(out))
+        identity = self._shortcut(x)
+        out = self.bn2(self._first_pair(x))
         return self.relu(out + identity)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_ResidualBlock):
     """1x1 -> 3x3 -> 1x1 bottleneck (ResNet-50/101); the stride lives in ``conv2``."""
 
     expansion = 4
@@ -66,21 +89,20 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
-    def temporal(self, out: torch.Tensor) -> torch.Tensor:
-        """Hook for temporal modelling after the first convolution; identity here."""
-        return out
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.temporal(out)
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        identity = self._shortcut(x)
+        out = self._first_pair(x)
+        if self.lean:
+            out = bn_relu_conv(out, self.bn2, self.relu, self.conv3)
+        else:
+            out = self.conv3(self.relu(self.bn2(out)))
+        return self.relu(self.bn3(out) + identity)
 
 
 class _TemporalDifferenceMixin:
     """Adds L-TDM (``mse``) and the temporal shift (``shift``) after ``conv1 -> bn1 -> relu``."""
+
+    has_temporal = True
 
     def _add_tdm(self, planes: int, num_segments: int, backend: str | None) -> None:
         self.mse = LongTermTDM(planes, num_segments, backend=backend)

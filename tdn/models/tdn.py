@@ -17,6 +17,7 @@ from tdn_ops.nn import FrameDifferencePool, LateralFusion
 
 from .clips import SNIPPET_CHANNELS, centre_frames, segment_consensus, snippets
 from .head import check_head_args, new_classifier
+from .lean import bn_relu_max_pool, set_lean_training
 from .registry import register_model
 from .resnet import (RESNETS, STAGE_PLANES, STAGE_STRIDES, ResNetSpec, init_weights, make_stage,
                      stem_max_pool)
@@ -37,6 +38,8 @@ class TDNBackbone(nn.Module):
 
     Input (N*T, 15, H, W) snippets; output (N*T, feature_dim) pooled features after dropout.
     """
+
+    lean = False  # lean training (tdn/models/lean.py): on unless the backend is "reference"
 
     def __init__(self, spec: ResNetSpec, num_segments: int, alpha: float, beta: float,
                  dropout: float, backend: str | None) -> None:
@@ -74,6 +77,7 @@ class TDNBackbone(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Dropout(p=dropout)  # the authors replace ResNet's fc with dropout
         init_weights(self)
+        set_lean_training(self, backend != "reference")
 
     # Readable aliases (not registered twice, so the state dict keeps the authors' names).
     @property
@@ -94,10 +98,19 @@ class TDNBackbone(nn.Module):
 
     def forward(self, snips: torch.Tensor) -> torch.Tensor:
         # Short-term motion: (NT, 15, H, W) -> (NT, 12, H/2, W/2) -> d1 (H/8) -> d2.
-        d1 = self.maxpool_diff(self.conv1_5(self.frame_diff(snips)))
+        diff = self.frame_diff(snips)
+        if self.lean:
+            conv, bn, relu = self.conv1_5
+            d1 = bn_relu_max_pool(conv(diff), bn, relu, self.maxpool_diff)
+        else:
+            d1 = self.maxpool_diff(self.conv1_5(diff))
         d2 = self.resnext_layer1(d1)
         # Appearance on the centre frame, fused with the motion features twice.
-        x = self.maxpool(self.relu(self.bn1(self.conv1(centre_frames(snips)))))
+        z = self.conv1(centre_frames(snips))
+        if self.lean:
+            x = bn_relu_max_pool(z, self.bn1, self.relu, self.maxpool)
+        else:
+            x = self.maxpool(self.relu(self.bn1(z)))
         x = self.fuse(x, d1)
         x = self.layer1_bak(x)
         x = self.fuse(x, d2)

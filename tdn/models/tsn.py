@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from .clips import centre_frames, segment_consensus, snippets
 from .head import check_head_args, new_classifier
+from .lean import bn_relu_max_pool, set_lean_training
 from .registry import register_model
 from .resnet import (RESNETS, STAGE_PLANES, STAGE_STRIDES, ResNetSpec, init_weights, make_stage,
                      stem_max_pool)
@@ -21,6 +22,8 @@ from .resnet import (RESNETS, STAGE_PLANES, STAGE_STRIDES, ResNetSpec, init_weig
 
 class ResNetBackbone(nn.Module):
     """torchvision-layout ResNet trunk: (B, 3, H, W) -> (B, feature_dim) after dropout."""
+
+    lean = False  # lean training (tdn/models/lean.py), switched on in __init__
 
     def __init__(self, spec: ResNetSpec, dropout: float) -> None:
         super().__init__()
@@ -37,9 +40,14 @@ class ResNetBackbone(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Dropout(p=dropout)
         init_weights(self)
+        set_lean_training(self)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(frames))))
+        z = self.conv1(frames)
+        if self.lean:
+            x = bn_relu_max_pool(z, self.bn1, self.relu, self.maxpool)
+        else:
+            x = self.maxpool(self.relu(self.bn1(z)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
