@@ -21,6 +21,7 @@ _EXPORTS = {
     "load_model": "tdn.models.factory",
     "fold_batch_norm": "tdn.models.fold",
     "pack_for_cpu_inference": "tdn.models.cpu_inference",
+    "set_lean_training": "tdn.models.lean",
     "list_models": "tdn.models.registry",
     "register_model": "tdn.models.registry",
     "TDN": "tdn.models.tdn",

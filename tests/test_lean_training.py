@@ -11,6 +11,11 @@ import torch.nn as nn
 
 from tdn.models.lean import bn_relu_conv, bn_relu_max_pool, strided_shortcut
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)  # the modules' initial weights: each test the same on every run
+
+
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-5)}
 
 

@@ -9,6 +9,7 @@ from .clips import expected_shapes
 from .cpu_inference import PackedConv2d, pack_for_cpu_inference
 from .factory import build_model, load_checkpoint, load_model
 from .fold import FoldedBatchNorm, fold_batch_norm
+from .lean import set_lean_training
 from .registry import list_models, register_model
 from .tdn import TDN, TDNBackbone, default_fusion_weights
 from .tsn import TSN, ResNetBackbone
@@ -17,5 +18,5 @@ __all__ = [
     "build_model", "load_checkpoint", "load_model", "list_models", "register_model", "TDN",
     "TDNBackbone", "TSN", "ResNetBackbone", "BasicBlock", "Bottleneck", "TDNBasicBlock",
     "TDNBottleneck", "default_fusion_weights", "expected_shapes", "fold_batch_norm",
-    "FoldedBatchNorm", "PackedConv2d", "pack_for_cpu_inference",
+    "FoldedBatchNorm", "PackedConv2d", "pack_for_cpu_inference", "set_lean_training",
 ]
