@@ -208,3 +208,21 @@ def test_models_train_lean_unless_reference(arch, backend, lean):
     assert "_BatchNormReLUThenBackward" not in _graph_node_names(model(x))
     saved_plain = _saved_bytes(model, x)
     assert (saved_lean < 0.85 * saved_plain) is lean
+
+
+def test_lean_model_compiles_to_one_graph_in_training():
+    # Under torch.compile the lean functions are plain modules (Inductor plans its own
+    # recomputation); Dynamo must see that as a constant and trace the model in one graph.
+    import tdn
+
+    model = tdn.build_model("tdn_resnet18", num_classes=3, num_segments=2).train()
+    x = torch.randn(1, 2 * 15, 64, 64)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    torch.manual_seed(1)
+    compiled(x).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    torch.manual_seed(1)
+    model(x).sum().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
