@@ -33,13 +33,28 @@ namespace {
 // tile buffers stay within a core's L2.
 constexpr int64_t kTileElements = 4096;
 // ... but at least this many pixels: with C = 512 (layer 4) 4096 elements would be 8-pixel
-// tiles, whose row copies and tile products are too short to run at speed.
+// tiles, whose rows and tile products are too short to run at speed.
 constexpr int64_t kMinTilePixels = 32;
+// Tasks a call should offer at least. With one or two videos (inference on a clip) the tiles
+// of a small frame are few and unequal (7 tiles of 32 pixels and a rest at 14x14), and the
+// threads wait on the largest share; so small frames are cut into more, equal tiles: the
+// backward into pixel runs of at least kMinSplitPixels, the forward also into channel blocks.
+constexpr int64_t kMinTasks = 8;
+constexpr int64_t kMinSplitPixels = 12;
+// Channel blocks of the forward are multiples of this (whole vectors of the channels_last
+// rows, and weight rows that start on a 64-byte boundary for the gemm).
+constexpr int64_t kChannelQuantum = 16;
 
 // ---------------------------------------------------------------------------------------
 // Vectorised rows and tile products (acc_t arithmetic)
+//
+// A tile is `rows` rows of `len` elements: contiguous frames give one row per channel (len =
+// pixels, the per-channel parameters constant along a row: kRowParams), channels_last frames
+// one row per pixel (len = channels, the parameters a vector indexed along the row). Rows of
+// a frame tensor are `ld` apart (HW or C), so float and double tiles are read and written in
+// the frames themselves; tile buffers are dense (ld = len).
 
-// z[k][p] = sum_j w[k][j] * m[j][p] for a contiguous tile of `np` pixels.
+// z[k][p] = sum_j w[k][j] * m[j][p] for a contiguous tile of `np` pixels and C rows.
 template <typename A>
 TDN_VECTORIZE void project_channel_rows(const A* __restrict__ w, const A* __restrict__ m,
                                         A* __restrict__ z, int64_t C, int64_t c, int64_t np) {
@@ -55,10 +70,12 @@ TDN_VECTORIZE void project_channel_rows(const A* __restrict__ w, const A* __rest
   }
 }
 
-// z[p][k] = sum_j m[p][j] * wt[j][k] for a channels_last tile (wt = weight transposed, c x C).
+// z[p][k] = sum_j m[p][j] * wt[j][k] for a channels_last tile of C channels (wt = weight
+// transposed, c rows `ldw` apart).
 template <typename A>
-TDN_VECTORIZE void project_pixel_rows(const A* __restrict__ wt, const A* __restrict__ m,
-                                      A* __restrict__ z, int64_t C, int64_t c, int64_t np) {
+TDN_VECTORIZE void project_pixel_rows(const A* __restrict__ wt, int64_t ldw,
+                                      const A* __restrict__ m, A* __restrict__ z, int64_t C,
+                                      int64_t c, int64_t np) {
   for (int64_t p = 0; p < np; ++p) {
     A* __restrict__ row = z + p * C;
     const A* __restrict__ mp = m + p * c;
@@ -66,7 +83,7 @@ TDN_VECTORIZE void project_pixel_rows(const A* __restrict__ wt, const A* __restr
     for (int64_t k = 0; k < C; ++k) row[k] = m0 * wt[k];
     for (int64_t j = 1; j < c; ++j) {
       const A mpj = mp[j];
-      const A* __restrict__ wj = wt + j * C;
+      const A* __restrict__ wj = wt + j * ldw;
       for (int64_t k = 0; k < C; ++k) row[k] += mpj * wj[k];
     }
   }
@@ -96,93 +113,131 @@ TDN_VECTORIZE void project_backward_tile(const A* __restrict__ u, int64_t u_stri
   }
 }
 
-// e = x * gate with y_d = s_d*z_d + b_d; kKeep also stores the two sigmoids.
-template <typename A, bool kKeep>
-TDN_VECTORIZE void excite_tile(const A* __restrict__ x, const A* __restrict__ z0,
-                               const A* __restrict__ z1, const A* __restrict__ s0,
-                               const A* __restrict__ b0, const A* __restrict__ s1,
-                               const A* __restrict__ b1, A* __restrict__ e, A* __restrict__ sig0,
-                               A* __restrict__ sig1, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const A f = sigmoid_acc(s0[i] * z0[i] + b0[i]);
-    const A b = sigmoid_acc(s1[i] * z1[i] + b1[i]);
-    if constexpr (kKeep) {
-      sig0[i] = f;
-      sig1[i] = b;
+// Per-channel parameters of a tile, each pointing at its first channel: shift taps w0-w2,
+// then scale and bias of each direction.
+template <typename A>
+struct TileParams {
+  const A *w0, *w1, *w2, *s0, *b0, *s1, *b1;
+};
+
+// One frame of the forward: e = x * gate with y_d = s_d*z_d + b_d into the rolling window
+// and, with kShift, the output of the frame before it, out = w0 e_pp + w1 e_p + w2 e, while
+// e is still in registers.
+template <typename A, bool kRowParams, bool kShift>
+TDN_VECTORIZE void excite_rows(int64_t rows, int64_t len, const A* __restrict__ x, int64_t ldx,
+                               const A* __restrict__ z0, const A* __restrict__ z1,
+                               const A* __restrict__ s0, const A* __restrict__ b0,
+                               const A* __restrict__ s1, const A* __restrict__ b1,
+                               const A* __restrict__ w0, const A* __restrict__ w1,
+                               const A* __restrict__ w2, const A* __restrict__ e_pp,
+                               const A* __restrict__ e_p, A* __restrict__ e,
+                               A* __restrict__ out, int64_t ldo) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < len; ++i) {
+      const int64_t q = kRowParams ? r : i;  // the element's channel
+      const int64_t at = r * len + i;
+      const A f = sigmoid_acc(s0[q] * z0[at] + b0[q]);
+      const A b = sigmoid_acc(s1[q] * z1[at] + b1[q]);
+      const A v = x[r * ldx + i] * (A(0.5) + A(0.5) * f + A(0.5) * b);
+      e[at] = v;
+      if constexpr (kShift) out[r * ldo + i] = w0[q] * e_pp[at] + w1[q] * e_p[at] + w2[q] * v;
     }
-    e[i] = x[i] * (A(0.5) + A(0.5) * f + A(0.5) * b);
   }
 }
 
-template <typename A>
-TDN_VECTORIZE void shift_tile(const A* __restrict__ w0, const A* __restrict__ w1,
-                              const A* __restrict__ w2, const A* __restrict__ prev,
-                              const A* __restrict__ cur, const A* __restrict__ next,
-                              A* __restrict__ out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = w0[i] * prev[i] + w1[i] * cur[i] + w2[i] * next[i];
-}
-
-// One frame of the backward through the shift: the gradient ge of the shift's input and the
-// shift weight's accumulators. out_t = w0 e_{t-1} + w1 e_t + w2 e_{t+1}, so frame t's input
-// gathers g_{t+1}, g_t, g_{t-1}, and the taps pair g_t with e_{t-1}, e_t and g_{t-1} with e_t.
-// A tap whose frame lies outside the video is left out of ge rather than multiplied by the zero
-// padding: the reference never forms that product, and an infinite tap would turn it into NaN
-// (docs/math.md §6, non-finite values).
-template <typename A>
-TDN_VECTORIZE void shift_backward_tile(const A* __restrict__ w0, const A* __restrict__ w1,
-                                       const A* __restrict__ w2, const A* __restrict__ g_prev,
-                                       const A* __restrict__ g_cur, const A* __restrict__ g_next,
-                                       const A* __restrict__ e_prev, const A* __restrict__ e_cur,
-                                       A* __restrict__ ge, A* __restrict__ acc0,
-                                       A* __restrict__ acc1, A* __restrict__ acc2, int64_t n,
-                                       bool has_prev, bool has_next) {
-  for (int64_t i = 0; i < n; ++i) {
-    ge[i] = (has_next ? w0[i] * g_next[i] : A(0)) + w1[i] * g_cur[i] +
-            (has_prev ? w2[i] * g_prev[i] : A(0));
-    acc0[i] += g_cur[i] * e_prev[i];
-    acc1[i] += g_cur[i] * e_cur[i];
-    acc2[i] += g_prev[i] * e_cur[i];
+// The output of the last frame, whose next frame is the zero padding.
+template <typename A, bool kRowParams>
+TDN_VECTORIZE void shift_rows(int64_t rows, int64_t len, const A* __restrict__ w0,
+                              const A* __restrict__ w1, const A* __restrict__ w2,
+                              const A* __restrict__ prev, const A* __restrict__ cur,
+                              const A* __restrict__ next, A* __restrict__ out, int64_t ldo) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < len; ++i) {
+      const int64_t q = kRowParams ? r : i;
+      const int64_t at = r * len + i;
+      out[r * ldo + i] = w0[q] * prev[at] + w1[q] * cur[at] + w2[q] * next[at];
+    }
   }
 }
 
-// The rest of the frame: dx = ge * gate and, per direction, dy = 0.5*ge*x*s*(1-s) into the
-// bias and scale accumulators, and u = scale * dy (the projection's upstream gradient). `ge`
-// becomes dx in place.
-template <typename A>
-TDN_VECTORIZE void excite_backward_tile(A* __restrict__ ge, const A* __restrict__ x,
-                                        const A* __restrict__ sig0, const A* __restrict__ sig1,
-                                        A* __restrict__ dy0, A* __restrict__ dy1, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const A a = sig0[i], b = sig1[i];
-    const A gx = A(0.5) * ge[i] * x[i];
-    dy0[i] = gx * a * (A(1) - a);
-    dy1[i] = gx * b * (A(1) - b);
-    ge[i] = ge[i] * (A(0.5) + A(0.5) * a + A(0.5) * b);
-  }
-}
-
-template <typename A>
-TDN_VECTORIZE void affine_backward_tile(A* __restrict__ dy, const A* __restrict__ z,
-                                        const A* __restrict__ scale, A* __restrict__ acc_scale,
-                                        A* __restrict__ acc_bias, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    acc_bias[i] += dy[i];
-    acc_scale[i] += dy[i] * z[i];
-    dy[i] = scale[i] * dy[i];
+// One frame of the backward, every elementwise step in one pass:
+//  - the excited values e (kept for the next frame) and the gate, recomputed from z_d;
+//  - through the shift, the gradient ge of its input and the taps' accumulators.
+//    out_t = w0 e_{t-1} + w1 e_t + w2 e_{t+1}, so frame t's input gathers g_{t+1}, g_t,
+//    g_{t-1}, and the taps pair g_t with e_{t-1}, e_t and g_{t-1} with e_t. A tap whose frame
+//    lies outside the video is left out of ge rather than multiplied by the zero padding: the
+//    reference never forms that product, and an infinite tap would turn it into NaN
+//    (docs/math.md §6, non-finite values);
+//  - dx = ge * gate and, per direction, dy = 0.5*ge*x*s*(1-s) into the bias and scale
+//    accumulators, and u = scale * dy (the projection's upstream gradient).
+template <typename A, bool kRowParams>
+TDN_VECTORIZE void backward_rows(
+    int64_t rows, int64_t len, const A* __restrict__ x, int64_t ldx, const A* __restrict__ g_prev,
+    int64_t ldgp, const A* __restrict__ g_cur, int64_t ldgc, const A* __restrict__ g_next,
+    int64_t ldgn, const A* __restrict__ z0, const A* __restrict__ z1,
+    const A* __restrict__ e_prev, A* __restrict__ e_cur, A* __restrict__ dx, int64_t lddx,
+    A* __restrict__ u0, A* __restrict__ u1, A* __restrict__ acc_w0, A* __restrict__ acc_w1,
+    A* __restrict__ acc_w2, A* __restrict__ acc_s0, A* __restrict__ acc_s1,
+    A* __restrict__ acc_b0, A* __restrict__ acc_b1, const A* __restrict__ w0,
+    const A* __restrict__ w1, const A* __restrict__ w2, const A* __restrict__ s0,
+    const A* __restrict__ b0, const A* __restrict__ s1, const A* __restrict__ b1, bool has_prev,
+    bool has_next) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < len; ++i) {
+      const int64_t q = kRowParams ? r : i;
+      const int64_t at = r * len + i;
+      const A za = z0[at], zb = z1[at];
+      const A a = sigmoid_acc(s0[q] * za + b0[q]);
+      const A b = sigmoid_acc(s1[q] * zb + b1[q]);
+      const A gate = A(0.5) + A(0.5) * a + A(0.5) * b;
+      const A xv = x[r * ldx + i];
+      const A e = xv * gate;
+      e_cur[at] = e;
+      const A gp = g_prev[r * ldgp + i], gc = g_cur[r * ldgc + i], gn = g_next[r * ldgn + i];
+      const A ge = (has_next ? w0[q] * gn : A(0)) + w1[q] * gc + (has_prev ? w2[q] * gp : A(0));
+      acc_w0[at] += gc * e_prev[at];
+      acc_w1[at] += gc * e;
+      acc_w2[at] += gp * e;
+      const A gx = A(0.5) * ge * xv;
+      const A dya = gx * a * (A(1) - a);
+      const A dyb = gx * b * (A(1) - b);
+      dx[r * lddx + i] = ge * gate;
+      acc_b0[at] += dya;
+      acc_s0[at] += dya * za;
+      u0[at] = s0[q] * dya;
+      acc_b1[at] += dyb;
+      acc_s1[at] += dyb * zb;
+      u1[at] = s1[q] * dyb;
+    }
   }
 }
 
 // ---------------------------------------------------------------------------------------
 // Geometry and tile movement
 
+// A block of a tile's rows inside a frame: `rows` rows of `len` elements, `ld` apart,
+// starting `offset` elements into the frame.
+struct Rows {
+  int64_t rows, len, ld, offset;
+};
+
+// Channels [k0, k0 + kc) of pixels [p0, p0 + np).
+struct TileSpan {
+  int64_t k0, kc, p0, np;
+};
+
 struct ProjectGeometry {
   int64_t videos, T, C, c, HW;
   int64_t frame, mixed_frame;  // elements per frame of x (C*HW) and of one direction of mixed
   int64_t mixed_direction;     // elements of one direction of mixed (NT*c*HW)
   bool channels_last;
-  int64_t pixels_per_tile, tiles_per_frame;
+  int64_t pixels_per_tile, tiles_per_frame;      // pixel runs
+  int64_t channels_per_block, channel_blocks;    // the forward's channel blocks (backward: 1)
 
-  ProjectGeometry(const at::Tensor& x, int64_t c_in, int64_t num_segments, at::MemoryFormat fmt)
+  // `split_channels`: tiles may hold a block of the channels (the forward; the backward needs
+  // every channel of a pixel). Everything here depends on the shape alone.
+  ProjectGeometry(const at::Tensor& x, int64_t c_in, int64_t num_segments, at::MemoryFormat fmt,
+                  bool split_channels)
       : videos(x.size(0) / num_segments),
         T(num_segments),
         C(x.size(1)),
@@ -192,70 +247,74 @@ struct ProjectGeometry {
         mixed_frame(c_in * x.size(2) * x.size(3)),
         mixed_direction(x.size(0) * c_in * x.size(2) * x.size(3)),
         channels_last(is_channels_last(fmt)) {
-    pixels_per_tile = std::min<int64_t>(HW, std::max<int64_t>(kMinTilePixels, kTileElements / C));
+    const int64_t target = std::max<int64_t>(kMinTilePixels, kTileElements / C);
+    int64_t tiles = (HW + target - 1) / target;
+    if (!split_channels && videos * tiles < kMinTasks) {
+      const int64_t wanted = (kMinTasks + videos - 1) / videos;
+      tiles = std::max(tiles, std::min(wanted, HW / kMinSplitPixels));
+    }
+    // Equal tiles (to one pixel), so that no task is much longer than the others.
+    pixels_per_tile = (HW + tiles - 1) / tiles;
     tiles_per_frame = (HW + pixels_per_tile - 1) / pixels_per_tile;
+    channels_per_block = C;
+    channel_blocks = 1;
+    if (split_channels && videos * tiles_per_frame < kMinTasks) {
+      const int64_t wanted = (kMinTasks + videos * tiles_per_frame - 1) / (videos * tiles_per_frame);
+      const int64_t per_block = (C + wanted - 1) / wanted;
+      channels_per_block =
+          std::min(C, (per_block + kChannelQuantum - 1) / kChannelQuantum * kChannelQuantum);
+      channel_blocks = (C + channels_per_block - 1) / channels_per_block;
+    }
   }
 
-  int64_t tasks() const { return videos * tiles_per_frame; }
-  // Every tile buffer holds a tile of x (C channels) or of mixed (c channels): c > C is
-  // unusual (TDN has c = C/16) but valid, and must not overflow the mixed tiles.
-  int64_t capacity() const { return std::max(C, c) * pixels_per_tile; }
+  int64_t tiles_per_video() const { return tiles_per_frame * channel_blocks; }
+  int64_t tasks() const { return videos * tiles_per_video(); }
+  // Every tile buffer holds a tile of x (a block of channels) or of mixed (c channels): c > C
+  // is unusual (TDN has c = C/16) but valid, and must not overflow the mixed tiles.
+  int64_t capacity() const { return std::max(channels_per_block, c) * pixels_per_tile; }
 
-  // Pixels [p0, p0 + np) of tile `k`.
-  void tile(int64_t k, int64_t& p0, int64_t& np) const {
-    p0 = k * pixels_per_tile;
-    np = std::min(pixels_per_tile, HW - p0);
+  // The video of task `task` and its tile.
+  TileSpan tile(int64_t task, int64_t& video) const {
+    video = task / tiles_per_video();
+    const int64_t rest = task % tiles_per_video();
+    TileSpan s;
+    s.p0 = (rest / channel_blocks) * pixels_per_tile;
+    s.np = std::min(pixels_per_tile, HW - s.p0);
+    s.k0 = (rest % channel_blocks) * channels_per_block;
+    s.kc = std::min(channels_per_block, C - s.k0);
+    return s;
+  }
+
+  // The tile's rows in a frame of x (also g, out, dx)...
+  Rows x_rows(const TileSpan& s) const {
+    if (channels_last) return {s.np, s.kc, C, s.p0 * C + s.k0};
+    return {s.kc, s.np, HW, s.k0 * HW + s.p0};
+  }
+  // ... and in a frame of one direction of mixed (all c channels of its pixels).
+  Rows m_rows(const TileSpan& s) const {
+    if (channels_last) return {1, s.np * c, s.np * c, s.p0 * c};
+    return {c, s.np, HW, s.p0};
   }
 };
 
-// Copies between a frame of a (.., ch, H, W) tensor and a packed tile of its pixels
-// [p0, p0+np): contiguous frames give `ch` rows of np ([channel][pixel]); channels_last frames
-// one run of np*ch ([pixel][channel]).
+// Copies `rows` rows of `len` elements between strided and dense storage, converting the type.
 template <typename T, typename A>
-void gather_tile(const T* frame, int64_t ch, int64_t HW, bool channels_last, int64_t p0,
-                 int64_t np, A* tile) {
-  if (channels_last) {
-    const T* src = frame + p0 * ch;
-    for (int64_t i = 0; i < np * ch; ++i) tile[i] = static_cast<A>(src[i]);
-  } else {
-    for (int64_t k = 0; k < ch; ++k) {
-      const T* src = frame + k * HW + p0;
-      A* dst = tile + k * np;
-      for (int64_t p = 0; p < np; ++p) dst[p] = static_cast<A>(src[p]);
+TDN_VECTORIZE void copy_rows(const T* __restrict__ src, int64_t lds, A* __restrict__ dst,
+                             int64_t ldd, int64_t rows, int64_t len) {
+  for (int64_t r = 0; r < rows; ++r) {
+    if constexpr (std::is_same_v<T, A>) {
+      std::memcpy(dst + r * ldd, src + r * lds, sizeof(A) * len);
+    } else {
+      for (int64_t i = 0; i < len; ++i) dst[r * ldd + i] = static_cast<A>(src[r * lds + i]);
     }
   }
 }
 
-template <typename T, typename A>
-void scatter_tile(const A* tile, int64_t ch, int64_t HW, bool channels_last, int64_t p0,
-                  int64_t np, T* frame) {
-  if (channels_last) {
-    T* dst = frame + p0 * ch;
-    for (int64_t i = 0; i < np * ch; ++i) dst[i] = static_cast<T>(tile[i]);
-  } else {
-    for (int64_t k = 0; k < ch; ++k) {
-      const A* src = tile + k * np;
-      T* dst = frame + k * HW + p0;
-      for (int64_t p = 0; p < np; ++p) dst[p] = static_cast<T>(src[p]);
-    }
-  }
-}
-
-// A packed [channel][pixel] tile of `mixed` (ch x np) as [pixel][channel], and back.
+// A packed [row][col] tile as [col][row].
 template <typename A>
 void transpose_tile(const A* src, int64_t rows, int64_t cols, A* dst) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t q = 0; q < cols; ++q) dst[q * rows + r] = src[r * cols + q];
-}
-
-// Per-channel values v[k] laid out like a tile of np pixels.
-template <typename A>
-void expand_channels(const A* v, int64_t C, int64_t np, bool channels_last, A* tile) {
-  if (channels_last) {
-    for (int64_t p = 0; p < np; ++p) std::memcpy(tile + p * C, v, sizeof(A) * C);
-  } else {
-    for (int64_t k = 0; k < C; ++k) std::fill(tile + k * np, tile + (k + 1) * np, v[k]);
-  }
 }
 
 // Adds the tile's per-element values of channel k into out[k * stride].
@@ -275,7 +334,8 @@ void fold_channels(const A* tile, int64_t C, int64_t np, bool channels_last, A* 
 
 // Every buffer the BLAS calls see starts on a 64-byte boundary: an optimised gemm may take a
 // different (differently rounded) path for other alignments, and the results must not depend
-// on where the allocator put a buffer.
+// on where the allocator put a buffer. (So the small tiles of `mixed` and its gradient keep
+// going through buffers, while x, g, out and dx are used in place.)
 constexpr int64_t kAlign = 64;
 
 template <typename A>
@@ -298,7 +358,7 @@ struct AlignedBuffers {
   A* operator[](int64_t i) { return base + i * cap; }
 };
 
-// The parameters in acc_t, with the per-channel ones ready to expand into tiles.
+// The parameters in acc_t.
 template <typename A>
 struct Params {
   at::Tensor w, wt, scale, bias, taps;  // (C, c), (c, C), (2, C), (2, C), (3, C)
@@ -311,50 +371,41 @@ struct Params {
     bias = bias_in.to(type).contiguous();
     taps = shift_weight.reshape({-1, 3}).t().to(type).contiguous();
   }
-};
 
-// Expanded per-channel parameters of a tile of np pixels: shift taps 0-2, then scale and bias
-// of each direction (s0, b0, s1, b1) in slots first..first+6 of `buf`.
-template <typename A>
-void expand_params(const Params<A>& prm, const ProjectGeometry& geo, int64_t np,
-                   AlignedBuffers<A>& buf, int64_t first) {
-  const A* taps = prm.taps.template const_data_ptr<A>();
-  const A* scale = prm.scale.template const_data_ptr<A>();
-  const A* bias = prm.bias.template const_data_ptr<A>();
-  const int64_t C = geo.C;
-  for (int j = 0; j < 3; ++j) {
-    expand_channels(taps + j * C, C, np, geo.channels_last, buf[first + j]);
+  // The per-channel parameters from channel k0 on.
+  TileParams<A> from(int64_t k0) const {
+    const int64_t C = w.size(0);
+    const A* t = taps.template const_data_ptr<A>() + k0;
+    const A* s = scale.template const_data_ptr<A>() + k0;
+    const A* b = bias.template const_data_ptr<A>() + k0;
+    return {t, t + C, t + 2 * C, s, b, s + C, b + C};
   }
-  for (int d = 0; d < 2; ++d) {
-    expand_channels(scale + d * C, C, np, geo.channels_last, buf[first + 3 + 2 * d]);
-    expand_channels(bias + d * C, C, np, geo.channels_last, buf[first + 4 + 2 * d]);
-  }
-}
+};
 
 // Tasks per parallel chunk: enough work to amortise a chunk.
 inline int64_t task_grain(const ProjectGeometry& geo) {
   return std::max<int64_t>(1, kGrain / (geo.capacity() * geo.T));
 }
 
-// The projection z_d of direction d for one tile; `m` holds the tile of mixed[d] as gathered
-// (contiguous: [j][p], channels_last: [p][j]).
+// The projection z_d of direction d for channels [k0, k0 + kc) of a tile; `m` holds the tile
+// of mixed[d] as gathered (contiguous: [j][p], channels_last: [p][j]).
 template <typename A>
-void project_tile(const Params<A>& prm, const ProjectGeometry& geo, const A* m, int64_t np,
-                  A* z) {
+void project_tile(const Params<A>& prm, const ProjectGeometry& geo, const A* m, int64_t k0,
+                  int64_t kc, int64_t np, A* z) {
   if (const FortranGemm gemm = mkl_gemm<A>()) {
     // Row-major z = w m is column-major z^T = m^T w^T (contiguous), z^T = w m^T (channels_last).
-    const A* w = prm.w.template const_data_ptr<A>();
+    const A* w = prm.w.template const_data_ptr<A>() + k0 * geo.c;
     if (geo.channels_last) {
-      blas_gemm(gemm, 'T', 'N', geo.C, np, geo.c, A(1), w, geo.c, m, geo.c, A(0), z, geo.C);
+      blas_gemm(gemm, 'T', 'N', kc, np, geo.c, A(1), w, geo.c, m, geo.c, A(0), z, kc);
     } else {
-      blas_gemm(gemm, 'N', 'N', np, geo.C, geo.c, A(1), m, np, w, geo.c, A(0), z, np);
+      blas_gemm(gemm, 'N', 'N', np, kc, geo.c, A(1), m, np, w, geo.c, A(0), z, np);
     }
     return;
   }
   if (geo.channels_last) {
-    project_pixel_rows(prm.wt.template const_data_ptr<A>(), m, z, geo.C, geo.c, np);
+    project_pixel_rows(prm.wt.template const_data_ptr<A>() + k0, geo.C, m, z, kc, geo.c, np);
   } else {
-    project_channel_rows(prm.w.template const_data_ptr<A>(), m, z, geo.C, geo.c, np);
+    project_channel_rows(prm.w.template const_data_ptr<A>() + k0 * geo.c, m, z, kc, geo.c, np);
   }
 }
 
@@ -367,6 +418,74 @@ at::Tensor mixed_in_layout(const at::Tensor& mixed, at::MemoryFormat fmt) {
 // ---------------------------------------------------------------------------------------
 // Forward
 
+// Tasks [t0, t1): each walks one tile through the T frames of its video. Float and double
+// read x and write out in the frames; half types convert through tile buffers.
+template <typename scalar_t, bool kRowParams>
+void forward_tasks(const ProjectGeometry& geo, const Params<acc_t<scalar_t>>& prm,
+                   const scalar_t* px, const scalar_t* pm, scalar_t* po, int64_t t0, int64_t t1) {
+  using A = acc_t<scalar_t>;
+  constexpr bool kInPlace = std::is_same_v<scalar_t, A>;
+  // 0 zeros, 1-3 excited frames, 4 x, 5-6 z_d, 7 output, 8-9 tiles of mixed (small).
+  const SequentialMkl sequential;
+  AlignedBuffers<A> buf(10, geo.capacity());
+  const A* zeros = buf[0];
+  A* frames[3] = {buf[1], buf[2], buf[3]};
+  A *xt = buf[4], *z0 = buf[5], *z1 = buf[6], *ot = buf[7], *m0 = buf[8], *m1 = buf[9];
+  for (int64_t task = t0; task < t1; ++task) {
+    int64_t video;
+    const TileSpan s = geo.tile(task, video);
+    const Rows xr = geo.x_rows(s), mr = geo.m_rows(s);
+    const int64_t rows = xr.rows, len = xr.len;
+    const TileParams<A> q = prm.from(s.k0);
+    // Where frame f's output goes (its tile in `out`, or the buffer to convert from).
+    auto out_of = [&](int64_t f, int64_t& ld) -> A* {
+      ld = kInPlace ? xr.ld : len;
+      if constexpr (kInPlace) return po + f * geo.frame + xr.offset;
+      return ot;
+    };
+    auto flush = [&](int64_t f) {
+      if constexpr (!kInPlace) copy_rows(ot, len, po + f * geo.frame + xr.offset, xr.ld, rows, len);
+    };
+    for (int64_t t = 0; t < geo.T; ++t) {
+      const int64_t f = video * geo.T + t;
+      const scalar_t* xf = px + f * geo.frame + xr.offset;
+      const A* x = nullptr;
+      int64_t ldx = xr.ld;
+      if constexpr (kInPlace) {
+        x = xf;
+      } else {
+        copy_rows(xf, xr.ld, xt, len, rows, len);
+        x = xt;
+        ldx = len;
+      }
+      copy_rows(pm + f * geo.mixed_frame + mr.offset, mr.ld, m0, mr.len, mr.rows, mr.len);
+      copy_rows(pm + geo.mixed_direction + f * geo.mixed_frame + mr.offset, mr.ld, m1, mr.len,
+                mr.rows, mr.len);
+      project_tile(prm, geo, m0, s.k0, s.kc, s.np, z0);
+      project_tile(prm, geo, m1, s.k0, s.kc, s.np, z1);
+      A* e = frames[t % 3];
+      if (t == 0) {
+        excite_rows<A, kRowParams, false>(rows, len, x, ldx, z0, z1, q.s0, q.b0, q.s1, q.b1,
+                                          q.w0, q.w1, q.w2, nullptr, nullptr, e, nullptr, 0);
+      } else {
+        const A* e_pp = t >= 2 ? frames[(t - 2) % 3] : zeros;
+        int64_t ldo;
+        A* o = out_of(f - 1, ldo);
+        excite_rows<A, kRowParams, true>(rows, len, x, ldx, z0, z1, q.s0, q.b0, q.s1, q.b1, q.w0,
+                                         q.w1, q.w2, e_pp, frames[(t - 1) % 3], e, o, ldo);
+        flush(f - 1);
+      }
+    }
+    const int64_t last = video * geo.T + geo.T - 1;
+    int64_t ldo;
+    A* o = out_of(last, ldo);
+    shift_rows<A, kRowParams>(rows, len, q.w0, q.w1, q.w2,
+                              geo.T >= 2 ? frames[(geo.T - 2) % 3] : zeros,
+                              frames[(geo.T - 1) % 3], zeros, o, ldo);
+    flush(last);
+  }
+}
+
 at::Tensor project_excite_shift_cpu(const at::Tensor& x_in, const at::Tensor& mixed_in,
                                     const at::Tensor& weight, const at::Tensor& scale,
                                     const at::Tensor& bias, const at::Tensor& shift_weight,
@@ -377,7 +496,7 @@ at::Tensor project_excite_shift_cpu(const at::Tensor& x_in, const at::Tensor& mi
   auto out = at::empty(x.sizes(), x.options().memory_format(fmt));
   if (x.numel() == 0) return out;
   const auto mixed = mixed_in_layout(mixed_in, fmt);
-  const ProjectGeometry geo(x, weight.size(1), num_segments, fmt);
+  const ProjectGeometry geo(x, weight.size(1), num_segments, fmt, /*split_channels=*/true);
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pes_fwd", [&] {
     using A = acc_t<scalar_t>;
@@ -386,41 +505,10 @@ at::Tensor project_excite_shift_cpu(const at::Tensor& x_in, const at::Tensor& mi
     const auto* pm = mixed.const_data_ptr<scalar_t>();
     auto* po = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, geo.tasks(), task_grain(geo), [&](int64_t t0, int64_t t1) {
-      // 0-6 parameters, 7 zeros, 8-10 excited frames, 11 x, 12-13 z_d, 14 output,
-      // 15-16 tiles of mixed (small).
-      const SequentialMkl sequential;
-      AlignedBuffers<A> buf(17, geo.capacity());
-      A* zeros = buf[7];
-      A* frames[3] = {buf[8], buf[9], buf[10]};
-      A *xt = buf[11], *z0 = buf[12], *z1 = buf[13], *ot = buf[14], *m0 = buf[15], *m1 = buf[16];
-      for (int64_t task = t0; task < t1; ++task) {
-        const int64_t video = task / geo.tiles_per_frame;
-        int64_t p0, np;
-        geo.tile(task % geo.tiles_per_frame, p0, np);
-        const int64_t n = np * geo.C;
-        expand_params(prm, geo, np, buf, 0);
-        auto excite = [&](int64_t t, A* e) -> const A* {
-          const int64_t f = video * geo.T + t;
-          gather_tile(px + f * geo.frame, geo.C, geo.HW, geo.channels_last, p0, np, xt);
-          gather_tile(pm + f * geo.mixed_frame, geo.c, geo.HW, geo.channels_last, p0, np, m0);
-          gather_tile(pm + geo.mixed_direction + f * geo.mixed_frame, geo.c, geo.HW,
-                      geo.channels_last, p0, np, m1);
-          project_tile(prm, geo, m0, np, z0);
-          project_tile(prm, geo, m1, np, z1);
-          excite_tile<A, false>(xt, z0, z1, buf[3], buf[4], buf[5], buf[6], e, nullptr, nullptr,
-                                n);
-          return e;
-        };
-        const A* prev = zeros;
-        const A* cur = excite(0, frames[0]);
-        for (int64_t t = 0; t < geo.T; ++t) {
-          const A* next = t + 1 < geo.T ? excite(t + 1, frames[(t + 1) % 3]) : zeros;
-          shift_tile(buf[0], buf[1], buf[2], prev, cur, next, ot, n);
-          scatter_tile(ot, geo.C, geo.HW, geo.channels_last, p0, np,
-                       po + (video * geo.T + t) * geo.frame);
-          prev = cur;
-          cur = next;
-        }
+      if (geo.channels_last) {
+        forward_tasks<scalar_t, false>(geo, prm, px, pm, po, t0, t1);
+      } else {
+        forward_tasks<scalar_t, true>(geo, prm, px, pm, po, t0, t1);
       }
     });
   });
@@ -442,6 +530,123 @@ struct PartialLayout {
   int64_t size() const { return aligned(weight() + C * c); }
 };
 
+// Tasks [t0, t1) of the backward; each one's parameter sums go to its block of `partial`.
+template <typename scalar_t, bool kRowParams>
+void backward_tasks(const ProjectGeometry& geo, const Params<acc_t<scalar_t>>& prm,
+                    const PartialLayout& lay, const scalar_t* pg, const scalar_t* px,
+                    const scalar_t* pm, scalar_t* pdx, scalar_t* pdm, acc_t<scalar_t>* partial,
+                    int64_t t0, int64_t t1) {
+  using A = acc_t<scalar_t>;
+  constexpr bool kInPlace = std::is_same_v<scalar_t, A>;
+  const int64_t C = geo.C, c = geo.c;
+  // 0 zeros, 1-3 gradient frames (half types), 4-5 excited frames, 6 x (half types),
+  // 7-8 z_d, 9-15 accumulators (taps 0-2, scale 0-1, bias 0-1), 16 dx (half types),
+  // 17-18 u_d, 19-22 small tiles of mixed and their gradients, 23-24 pixel-major copies of
+  // those for the loops without MKL.
+  const SequentialMkl sequential;
+  AlignedBuffers<A> buf(25, geo.capacity());
+  const A* zeros = buf[0];
+  A* g_slot[3] = {buf[1], buf[2], buf[3]};
+  A* e_slot[2] = {buf[4], buf[5]};
+  A *xt = buf[6], *z[2] = {buf[7], buf[8]}, *acc = buf[9], *dxt = buf[16];
+  A* u[2] = {buf[17], buf[18]};
+  A *mt[2] = {buf[19], buf[20]}, *dmt[2] = {buf[21], buf[22]}, *mp = buf[23], *dmp = buf[24];
+  const int64_t cap = buf.cap;
+  const A* pw = prm.w.template const_data_ptr<A>();
+  const FortranGemm gemm = mkl_gemm<A>();
+  const TileParams<A> q = prm.from(0);
+  for (int64_t task = t0; task < t1; ++task) {
+    int64_t video;
+    const TileSpan s = geo.tile(task, video);
+    const Rows xr = geo.x_rows(s), mr = geo.m_rows(s);
+    const int64_t rows = xr.rows, len = xr.len, np = s.np, n = rows * len;
+    for (int64_t j = 0; j < 7; ++j) std::fill(acc + j * cap, acc + j * cap + n, A(0));
+    A* part = partial + task * lay.size();
+    // Frame t's tile of g, and how far apart its rows are.
+    auto grad = [&](int64_t t, int64_t& ld) -> const A* {
+      ld = len;
+      if (t < 0 || t >= geo.T) return zeros;
+      const scalar_t* src = pg + (video * geo.T + t) * geo.frame + xr.offset;
+      if constexpr (kInPlace) {
+        ld = xr.ld;
+        return src;
+      } else {
+        copy_rows(src, xr.ld, g_slot[t % 3], len, rows, len);
+        return g_slot[t % 3];
+      }
+    };
+    int64_t ldgp = len, ldgc = len, ldgn = len;
+    const A* g_prev = zeros;
+    const A* g_cur = grad(0, ldgc);
+    for (int64_t t = 0; t < geo.T; ++t) {
+      const int64_t f = video * geo.T + t;
+      const A* g_next = grad(t + 1, ldgn);
+      const scalar_t* xf = px + f * geo.frame + xr.offset;
+      const A* x = nullptr;
+      int64_t ldx = xr.ld;
+      if constexpr (kInPlace) {
+        x = xf;
+      } else {
+        copy_rows(xf, xr.ld, xt, len, rows, len);
+        x = xt;
+        ldx = len;
+      }
+      for (int d = 0; d < 2; ++d) {
+        copy_rows(pm + d * geo.mixed_direction + f * geo.mixed_frame + mr.offset, mr.ld, mt[d],
+                  mr.len, mr.rows, mr.len);
+        project_tile(prm, geo, mt[d], 0, C, np, z[d]);
+      }
+      A* dx = dxt;
+      int64_t lddx = len;
+      if constexpr (kInPlace) {
+        dx = pdx + f * geo.frame + xr.offset;
+        lddx = xr.ld;
+      }
+      backward_rows<A, kRowParams>(
+          rows, len, x, ldx, g_prev, ldgp, g_cur, ldgc, g_next, ldgn, z[0], z[1],
+          t > 0 ? e_slot[(t - 1) % 2] : zeros, e_slot[t % 2], dx, lddx, u[0], u[1], acc,
+          acc + cap, acc + 2 * cap, acc + 3 * cap, acc + 4 * cap, acc + 5 * cap, acc + 6 * cap,
+          q.w0, q.w1, q.w2, q.s0, q.b0, q.s1, q.b1, t > 0, t + 1 < geo.T);
+      if constexpr (!kInPlace) copy_rows(dxt, len, pdx + f * geo.frame + xr.offset, xr.ld, rows, len);
+      for (int d = 0; d < 2; ++d) {
+        // dw += u m^T and dm = w^T u. Column-major, contiguous tiles ([k][p] and [j][p], leading
+        // dimension np): dw^T += m^T u^T, dm^T = u^T w; channels_last tiles ([p][k] and [p][j]):
+        // dw^T += m u^T, dm = w^T u.
+        if (gemm) {
+          if (geo.channels_last) {
+            blas_gemm(gemm, 'N', 'T', c, C, np, A(1), mt[d], c, u[d], C, A(1),
+                      part + lay.weight(), c);
+            blas_gemm(gemm, 'N', 'N', c, np, C, A(1), pw, c, u[d], C, A(0), dmt[d], c);
+          } else {
+            blas_gemm(gemm, 'T', 'N', c, C, np, A(1), mt[d], np, u[d], np, A(1),
+                      part + lay.weight(), c);
+            blas_gemm(gemm, 'N', 'T', np, c, C, A(1), u[d], np, pw, c, A(0), dmt[d], np);
+          }
+        } else if (geo.channels_last) {
+          project_backward_tile(u[d], 1, C, pw, mt[d], part + lay.weight(), dmt[d], C, c, np);
+        } else {
+          transpose_tile(mt[d], c, np, mp);
+          project_backward_tile(u[d], np, 1, pw, mp, part + lay.weight(), dmp, C, c, np);
+          transpose_tile(dmp, np, c, dmt[d]);
+        }
+        copy_rows(dmt[d], mr.len, pdm + d * geo.mixed_direction + f * geo.mixed_frame + mr.offset,
+                  mr.ld, mr.rows, mr.len);
+      }
+      g_prev = g_cur;
+      ldgp = ldgc;
+      g_cur = g_next;
+      ldgc = ldgn;
+    }
+    // Fold the per-element accumulators into this task's per-parameter partials.
+    for (int j = 0; j < 3; ++j)
+      fold_channels(acc + j * cap, C, np, geo.channels_last, part + lay.shift() + j * C, 1);
+    for (int d = 0; d < 2; ++d) {
+      fold_channels(acc + (3 + d) * cap, C, np, geo.channels_last, part + lay.scale() + d * C, 1);
+      fold_channels(acc + (5 + d) * cap, C, np, geo.channels_last, part + lay.bias() + d * C, 1);
+    }
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 project_excite_shift_backward_cpu(const at::Tensor& g_in, const at::Tensor& x_in,
                                   const at::Tensor& mixed_in, const at::Tensor& weight,
@@ -460,11 +665,10 @@ project_excite_shift_backward_cpu(const at::Tensor& g_in, const at::Tensor& x_in
   if (x.numel() != 0) {
     // dmixed is written through a dense (2, B, c, H, W) or (2, B, H, W, c) buffer.
     auto dm_dense = is_channels_last(fmt) ? dmixed.permute({0, 1, 3, 4, 2}) : dmixed;
-    const ProjectGeometry geo(x, c, num_segments, fmt);
+    const ProjectGeometry geo(x, c, num_segments, fmt, /*split_channels=*/false);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pes_bwd", [&] {
       using A = acc_t<scalar_t>;
       const Params<A> prm(weight, scale, bias, shift_weight);
-      const A* pw = prm.w.template const_data_ptr<A>();
       const auto* px = x.const_data_ptr<scalar_t>();
       const auto* pg = g.const_data_ptr<scalar_t>();
       const auto* pm = mixed.const_data_ptr<scalar_t>();
@@ -474,101 +678,10 @@ project_excite_shift_backward_cpu(const at::Tensor& g_in, const at::Tensor& x_in
       AlignedBuffers<A> partials(tasks, lay.size());
       A* partial = partials.base;
       at::parallel_for(0, tasks, task_grain(geo), [&](int64_t t0, int64_t t1) {
-        // 0-6 parameters, 7 zeros, 8-10 gradient frames, 11-12 excited frames, 13 x,
-        // 14-15 z_d, 16-17 sigmoids, 18-24 accumulators, 25 dx, 26-27 u_d,
-        // 28-31 small tiles of mixed and their gradients (pixel-major), 32 gather scratch.
-        const SequentialMkl sequential;
-        AlignedBuffers<A> buf(33, geo.capacity());
-        A* zeros = buf[7];
-        A* g_slot[3] = {buf[8], buf[9], buf[10]};
-        A* e_slot[2] = {buf[11], buf[12]};
-        A *xt = buf[13], *z[2] = {buf[14], buf[15]}, *sig[2] = {buf[16], buf[17]};
-        A *dxt = buf[25], *u[2] = {buf[26], buf[27]};
-        A *mt[2] = {buf[28], buf[29]}, *dmt[2] = {buf[30], buf[31]}, *scratch = buf[32];
-        const FortranGemm gemm = mkl_gemm<A>();
-        // u_d(k, p) sits at k*stride_k + p*stride_p of a tile (stride_k is np when contiguous).
-        const int64_t u_stride_p = geo.channels_last ? C : 1;
-        for (int64_t task = t0; task < t1; ++task) {
-          const int64_t video = task / geo.tiles_per_frame;
-          int64_t p0, np;
-          geo.tile(task % geo.tiles_per_frame, p0, np);
-          const int64_t n = np * C;
-          expand_params(prm, geo, np, buf, 0);
-          for (int64_t j = 18; j <= 24; ++j) std::fill(buf[j], buf[j] + n, A(0));
-          A* part = partial + task * lay.size();
-          auto load_grad = [&](int64_t t) -> const A* {
-            if (t < 0 || t >= geo.T) return zeros;
-            A* slot = g_slot[t % 3];
-            gather_tile(pg + (video * geo.T + t) * geo.frame, C, geo.HW, geo.channels_last, p0,
-                        np, slot);
-            return slot;
-          };
-          // Frame t's x, z_d, sigmoids, mixed tiles (pixel-major) and excited values.
-          auto load_frame = [&](int64_t t) -> const A* {
-            const int64_t f = video * geo.T + t;
-            gather_tile(px + f * geo.frame, C, geo.HW, geo.channels_last, p0, np, xt);
-            for (int d = 0; d < 2; ++d) {
-              const scalar_t* src = pm + d * geo.mixed_direction + f * geo.mixed_frame;
-              if (geo.channels_last) {
-                gather_tile(src, c, geo.HW, true, p0, np, mt[d]);
-              } else {
-                gather_tile(src, c, geo.HW, false, p0, np, scratch);
-                transpose_tile(scratch, c, np, mt[d]);
-              }
-              project_tile(prm, geo, geo.channels_last ? mt[d] : scratch, np, z[d]);
-            }
-            A* e = e_slot[t % 2];
-            excite_tile<A, true>(xt, z[0], z[1], buf[3], buf[4], buf[5], buf[6], e, sig[0],
-                                 sig[1], n);
-            return e;
-          };
-          const A* e_prev = zeros;
-          const A* g_prev = zeros;
-          const A* g_cur = load_grad(0);
-          for (int64_t t = 0; t < geo.T; ++t) {
-            const A* e_cur = load_frame(t);
-            const A* g_next = load_grad(t + 1);
-            shift_backward_tile(buf[0], buf[1], buf[2], g_prev, g_cur, g_next, e_prev, e_cur, dxt,
-                                buf[18], buf[19], buf[20], n, t > 0, t + 1 < geo.T);
-            excite_backward_tile(dxt, xt, sig[0], sig[1], u[0], u[1], n);
-            for (int d = 0; d < 2; ++d)
-              affine_backward_tile(u[d], z[d], buf[3 + 2 * d], buf[21 + d], buf[23 + d], n);
-            const int64_t f = video * geo.T + t;
-            scatter_tile(dxt, C, geo.HW, geo.channels_last, p0, np, pdx + f * geo.frame);
-            for (int d = 0; d < 2; ++d) {
-              const int64_t u_stride_k = geo.channels_last ? 1 : np;
-              if (gemm) {
-                // Column-major: dw^T += m^T u^T and dm^T = w^T u, with u [k][p] (contiguous,
-                // leading dimension np) or [p][k] (channels_last, leading dimension C).
-                const bool cl = geo.channels_last;
-                const int64_t ldu = cl ? C : np;
-                blas_gemm(gemm, 'N', cl ? 'T' : 'N', c, C, np, A(1), mt[d], c, u[d], ldu, A(1),
-                          part + lay.weight(), c);
-                blas_gemm(gemm, 'N', cl ? 'N' : 'T', c, np, C, A(1), pw, c, u[d], ldu, A(0), dmt[d],
-                          c);
-              } else {
-                project_backward_tile(u[d], u_stride_k, u_stride_p, pw, mt[d], part + lay.weight(),
-                                      dmt[d], C, c, np);
-              }
-              scalar_t* dst = pdm + d * geo.mixed_direction + f * geo.mixed_frame;
-              if (geo.channels_last) {
-                scatter_tile(dmt[d], c, geo.HW, true, p0, np, dst);
-              } else {
-                transpose_tile(dmt[d], np, c, scratch);
-                scatter_tile(scratch, c, geo.HW, false, p0, np, dst);
-              }
-            }
-            e_prev = e_cur;
-            g_prev = g_cur;
-            g_cur = g_next;
-          }
-          // Fold the per-element accumulators into this task's per-parameter partials.
-          for (int j = 0; j < 3; ++j)
-            fold_channels(buf[18 + j], C, np, geo.channels_last, part + lay.shift() + j * C, 1);
-          for (int d = 0; d < 2; ++d) {
-            fold_channels(buf[21 + d], C, np, geo.channels_last, part + lay.scale() + d * C, 1);
-            fold_channels(buf[23 + d], C, np, geo.channels_last, part + lay.bias() + d * C, 1);
-          }
+        if (geo.channels_last) {
+          backward_tasks<scalar_t, false>(geo, prm, lay, pg, px, pm, pdx, pdm, partial, t0, t1);
+        } else {
+          backward_tasks<scalar_t, true>(geo, prm, lay, pg, px, pm, pdx, pdm, partial, t0, t1);
         }
       });
       // Second stage: every parameter element adds its partials in task order.
