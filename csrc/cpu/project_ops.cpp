@@ -7,10 +7,12 @@
 // Neither y_d nor the excited tensor is ever written to memory: both are recomputed tile by
 // tile from `mixed`, which has C/16 channels. A tile is a run of pixels of one frame with all
 // C channels (the backward needs every channel of a pixel to form the gradient of `mixed`
-// there). Contiguous tiles hold [channel][pixel], channels_last tiles [pixel][channel]; the
-// elementwise steps see a tile as one flat vector either way, with the per-channel
-// parameters expanded to the same shape. A task walks one tile position of one video through
-// its T frames with a rolling window, like excite_shift.
+// there; the forward may also split the channels into blocks, to give small frames enough
+// tasks). Contiguous tiles are rows of pixels, one per channel, channels_last tiles rows of
+// channels, one per pixel; float and double tiles of x, g, out and dx are used in place in
+// the frames, half types convert through buffers. All elementwise work of a frame is one
+// pass over the tile. A task walks one tile position of one video through its T frames with
+// a rolling window, like excite_shift.
 //
 // The tile products (z_d = W m_d; in the backward dW += u_d m_d^T and dm_d = W^T u_d with
 // u_d = scale_d * dy_d) go to MKL's gemm when torch carries MKL (mkl_gemm.h): at layer-3 shapes
@@ -40,7 +42,7 @@ constexpr int64_t kMinTilePixels = 32;
 // threads wait on the largest share; so small frames are cut into more, equal tiles: the
 // backward into pixel runs of at least kMinSplitPixels, the forward also into channel blocks.
 constexpr int64_t kMinTasks = 8;
-constexpr int64_t kMinSplitPixels = 12;
+constexpr int64_t kMinSplitPixels = 16;
 // Channel blocks of the forward are multiples of this (whole vectors of the channels_last
 // rows, and weight rows that start on a 64-byte boundary for the gemm).
 constexpr int64_t kChannelQuantum = 16;
@@ -113,6 +115,23 @@ TDN_VECTORIZE void project_backward_tile(const A* __restrict__ u, int64_t u_stri
   }
 }
 
+// Rows whose length is not a multiple of the vector width end in scalar iterations (a
+// 28-pixel row of a 14x14 frame's tile: 16 + 8 lanes, then 4 scalar sigmoids), so the forward
+// walks a row as whole vectors and then, once, its last kVector elements again: the overlap
+// recomputes and rewrites the same values. (The backward's accumulators cannot take an
+// overlap; a masked variant of it kept GCC's loop scalar.) Segment s of a row runs [lo, hi).
+template <typename A>
+struct RowSegments {
+  static constexpr int64_t kVector = 64 / static_cast<int64_t>(sizeof(A));
+  int64_t count, lo[2], hi[2];
+  explicit RowSegments(int64_t len) {
+    const int64_t whole = len >= kVector ? len - len % kVector : len;
+    count = whole < len ? 2 : 1;
+    lo[0] = 0, hi[0] = whole;
+    lo[1] = len - kVector, hi[1] = len;
+  }
+};
+
 // Per-channel parameters of a tile, each pointing at its first channel: shift taps w0-w2,
 // then scale and bias of each direction.
 template <typename A>
@@ -132,15 +151,18 @@ TDN_VECTORIZE void excite_rows(int64_t rows, int64_t len, const A* __restrict__ 
                                const A* __restrict__ w2, const A* __restrict__ e_pp,
                                const A* __restrict__ e_p, A* __restrict__ e,
                                A* __restrict__ out, int64_t ldo) {
+  const RowSegments<A> seg(len);
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t i = 0; i < len; ++i) {
-      const int64_t q = kRowParams ? r : i;  // the element's channel
-      const int64_t at = r * len + i;
-      const A f = sigmoid_acc(s0[q] * z0[at] + b0[q]);
-      const A b = sigmoid_acc(s1[q] * z1[at] + b1[q]);
-      const A v = x[r * ldx + i] * (A(0.5) + A(0.5) * f + A(0.5) * b);
-      e[at] = v;
-      if constexpr (kShift) out[r * ldo + i] = w0[q] * e_pp[at] + w1[q] * e_p[at] + w2[q] * v;
+    for (int64_t sg = 0; sg < seg.count; ++sg) {
+      for (int64_t i = seg.lo[sg]; i < seg.hi[sg]; ++i) {
+        const int64_t q = kRowParams ? r : i;  // the element's channel
+        const int64_t at = r * len + i;
+        const A f = sigmoid_acc(s0[q] * z0[at] + b0[q]);
+        const A b = sigmoid_acc(s1[q] * z1[at] + b1[q]);
+        const A v = x[r * ldx + i] * (A(0.5) + A(0.5) * f + A(0.5) * b);
+        e[at] = v;
+        if constexpr (kShift) out[r * ldo + i] = w0[q] * e_pp[at] + w1[q] * e_p[at] + w2[q] * v;
+      }
     }
   }
 }
@@ -151,11 +173,14 @@ TDN_VECTORIZE void shift_rows(int64_t rows, int64_t len, const A* __restrict__ w
                               const A* __restrict__ w1, const A* __restrict__ w2,
                               const A* __restrict__ prev, const A* __restrict__ cur,
                               const A* __restrict__ next, A* __restrict__ out, int64_t ldo) {
+  const RowSegments<A> seg(len);
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t i = 0; i < len; ++i) {
-      const int64_t q = kRowParams ? r : i;
-      const int64_t at = r * len + i;
-      out[r * ldo + i] = w0[q] * prev[at] + w1[q] * cur[at] + w2[q] * next[at];
+    for (int64_t sg = 0; sg < seg.count; ++sg) {
+      for (int64_t i = seg.lo[sg]; i < seg.hi[sg]; ++i) {
+        const int64_t q = kRowParams ? r : i;
+        const int64_t at = r * len + i;
+        out[r * ldo + i] = w0[q] * prev[at] + w1[q] * cur[at] + w2[q] * next[at];
+      }
     }
   }
 }
@@ -167,7 +192,9 @@ TDN_VECTORIZE void shift_rows(int64_t rows, int64_t len, const A* __restrict__ w
 //    g_{t-1}, and the taps pair g_t with e_{t-1}, e_t and g_{t-1} with e_t. A tap whose frame
 //    lies outside the video is left out of ge rather than multiplied by the zero padding: the
 //    reference never forms that product, and an infinite tap would turn it into NaN
-//    (docs/math.md §6, non-finite values);
+//    (docs/math.md §6, non-finite values). The caller passes zero taps for it (w0 in the last
+//    frame, w2 in the first) with the zero padding as g: a select in the loop would keep it
+//    scalar;
 //  - dx = ge * gate and, per direction, dy = 0.5*ge*x*s*(1-s) into the bias and scale
 //    accumulators, and u = scale * dy (the projection's upstream gradient).
 template <typename A, bool kRowParams>
@@ -180,8 +207,7 @@ TDN_VECTORIZE void backward_rows(
     A* __restrict__ acc_w2, A* __restrict__ acc_s0, A* __restrict__ acc_s1,
     A* __restrict__ acc_b0, A* __restrict__ acc_b1, const A* __restrict__ w0,
     const A* __restrict__ w1, const A* __restrict__ w2, const A* __restrict__ s0,
-    const A* __restrict__ b0, const A* __restrict__ s1, const A* __restrict__ b1, bool has_prev,
-    bool has_next) {
+    const A* __restrict__ b0, const A* __restrict__ s1, const A* __restrict__ b1) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < len; ++i) {
       const int64_t q = kRowParams ? r : i;
@@ -194,20 +220,20 @@ TDN_VECTORIZE void backward_rows(
       const A e = xv * gate;
       e_cur[at] = e;
       const A gp = g_prev[r * ldgp + i], gc = g_cur[r * ldgc + i], gn = g_next[r * ldgn + i];
-      const A ge = (has_next ? w0[q] * gn : A(0)) + w1[q] * gc + (has_prev ? w2[q] * gp : A(0));
-      acc_w0[at] += gc * e_prev[at];
-      acc_w1[at] += gc * e;
-      acc_w2[at] += gp * e;
+      const A ge = w0[q] * gn + w1[q] * gc + w2[q] * gp;
       const A gx = A(0.5) * ge * xv;
       const A dya = gx * a * (A(1) - a);
       const A dyb = gx * b * (A(1) - b);
       dx[r * lddx + i] = ge * gate;
+      u0[at] = s0[q] * dya;
+      u1[at] = s1[q] * dyb;
+      acc_w0[at] += gc * e_prev[at];
+      acc_w1[at] += gc * e;
+      acc_w2[at] += gp * e;
       acc_b0[at] += dya;
       acc_s0[at] += dya * za;
-      u0[at] = s0[q] * dya;
       acc_b1[at] += dyb;
       acc_s1[at] += dyb * zb;
-      u1[at] = s1[q] * dyb;
     }
   }
 }
@@ -252,6 +278,9 @@ struct ProjectGeometry {
     if (!split_channels && videos * tiles < kMinTasks) {
       const int64_t wanted = (kMinTasks + videos - 1) / videos;
       tiles = std::max(tiles, std::min(wanted, HW / kMinSplitPixels));
+      // An even count of tasks, so that two threads get equal shares (3 tiles of 7x7 would
+      // leave one thread two of them).
+      if (tiles > 1 && (videos * tiles) % 2 == 1) --tiles;
     }
     // Equal tiles (to one pixel), so that no task is much longer than the others.
     pixels_per_tile = (HW + tiles - 1) / tiles;
@@ -606,7 +635,7 @@ void backward_tasks(const ProjectGeometry& geo, const Params<acc_t<scalar_t>>& p
           rows, len, x, ldx, g_prev, ldgp, g_cur, ldgc, g_next, ldgn, z[0], z[1],
           t > 0 ? e_slot[(t - 1) % 2] : zeros, e_slot[t % 2], dx, lddx, u[0], u[1], acc,
           acc + cap, acc + 2 * cap, acc + 3 * cap, acc + 4 * cap, acc + 5 * cap, acc + 6 * cap,
-          q.w0, q.w1, q.w2, q.s0, q.b0, q.s1, q.b1, t > 0, t + 1 < geo.T);
+          t + 1 < geo.T ? q.w0 : zeros, q.w1, t > 0 ? q.w2 : zeros, q.s0, q.b0, q.s1, q.b1);
       if constexpr (!kInPlace) copy_rows(dxt, len, pdx + f * geo.frame + xr.offset, xr.ld, rows, len);
       for (int d = 0; d < 2; ++d) {
         // dw += u m^T and dm = w^T u. Column-major, contiguous tiles ([k][p] and [j][p], leading
