@@ -277,7 +277,10 @@ struct ProjectGeometry {
     int64_t tiles = (HW + target - 1) / target;
     if (!split_channels && videos * tiles < kMinTasks) {
       const int64_t wanted = (kMinTasks + videos - 1) / videos;
-      tiles = std::max(tiles, std::min(wanted, HW / kMinSplitPixels));
+      // Contiguous tiles are rows of pixels: longer ones, as the fused pass walks them in
+      // whole vectors and a scalar rest.
+      const int64_t min_pixels = channels_last ? kMinSplitPixels : 2 * kMinSplitPixels;
+      tiles = std::max(tiles, std::min(wanted, HW / min_pixels));
       // An even count of tasks, so that two threads get equal shares (3 tiles of 7x7 would
       // leave one thread two of them).
       if (tiles > 1 && (videos * tiles) % 2 == 1) --tiles;
