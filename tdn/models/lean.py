@@ -14,8 +14,7 @@ the plain modules to rounding of the recomputed ReLU input (bitwise in practice)
 :func:`strided_shortcut` is a 1x1 stride-s projection computed as a stride-1 convolution of
 the subsampled input: PyTorch's CPU convolution backward copies the input of a strided
 convolution to channels_last first (25 ms of a TDN-ResNet50 training step for the layer-2
-shortcut alone on the 2-core benchmark machine; a compiled graph calls the same backward, so
-this one also applies under ``torch.compile``), which a stride-1 convolution does not. The
+shortcut alone on the 2-core benchmark machine), which a stride-1 convolution does not. The
 values are the strided convolution's (bitwise at TDN's shapes; oneDNN may pick another
 algorithm, and round differently, for others).
 
@@ -45,13 +44,10 @@ def _hooked(*modules: nn.Module) -> bool:
                or m._backward_pre_hooks for m in modules)
 
 
-def lean_path_available(z: torch.Tensor, *modules: nn.Module,
-                        under_compile: bool = False) -> bool:
-    """True when a lean function may replace ``modules`` applied to ``z`` (module docstring).
-    ``under_compile``: the function is plain operators that also help a compiled graph."""
-    if torch.compiler.is_compiling():  # first, so that Dynamo folds the eager-only checks away
-        return (under_compile and z.device.type == "cpu" and z.requires_grad
-                and torch.is_grad_enabled() and not _hooked(*modules))
+def lean_path_available(z: torch.Tensor, *modules: nn.Module) -> bool:
+    """True when a lean function may replace ``modules`` applied to ``z`` (module docstring)."""
+    if torch.compiler.is_compiling():  # first, so that Dynamo folds the rest away
+        return False
     return (z.device.type == "cpu" and z.dim() == 4 and z.requires_grad
             and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
             and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
@@ -210,7 +206,7 @@ def strided_shortcut(shortcut: nn.Module, x: torch.Tensor) -> torch.Tensor:
         conv, bn = shortcut[0], shortcut[1]
         if (type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.padding == (0, 0)
                 and conv.stride != (1, 1) and conv.dilation == (1, 1)
-                and lean_path_available(x, shortcut, conv, under_compile=True)):
+                and lean_path_available(x, shortcut, conv)):
             sh, sw = conv.stride
             return bn(F.conv2d(x[:, :, ::sh, ::sw], conv.weight, conv.bias, 1, 0, 1,
                                conv.groups))
