@@ -26,7 +26,8 @@ class StemMaxPool(nn.MaxPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Inference only: with autograd on, the converted copy would be kept for the backward
-        # and raise the training step's peak memory.
+        # and raise the training step's peak memory (in training, the lean stems pool in
+        # channels_last keeping only the indices: tdn.models.lean.bn_relu_max_pool).
         if (x.device.type == "cpu" and not torch.is_grad_enabled() and x.dim() == 4
                 and x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)):
             pooled = super().forward(x.contiguous(memory_format=torch.channels_last))
