@@ -31,8 +31,10 @@ def _bn(channels: int, mode: str, dtype) -> nn.BatchNorm2d:
         if bn.running_mean is not None:
             bn.running_mean.uniform_(-0.2, 0.2)
             bn.running_var.uniform_(0.5, 2.0)
-    if mode == "eval":
+    if mode in ("eval", "frozen"):
         bn.eval()
+    if mode == "frozen":  # the recipe's frozen batch norms: eval mode and no affine gradients
+        bn.requires_grad_(False)
     return bn
 
 
@@ -54,6 +56,9 @@ def _compare(lean_fn, plain_fn, modules_lean, modules_plain, z, dtype):
     torch.testing.assert_close(z.grad, z_plain.grad, **TOL[dtype])
     for a, b in zip(modules_lean, modules_plain):
         for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+            if q.grad is None:
+                assert p.grad is None, name
+                continue
             torch.testing.assert_close(p.grad, q.grad, **TOL[dtype], msg=name)
         for (name, p), (_, q) in zip(a.named_buffers(), b.named_buffers()):
             torch.testing.assert_close(p, q, **TOL[dtype], msg=name)
@@ -61,7 +66,8 @@ def _compare(lean_fn, plain_fn, modules_lean, modules_plain, z, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("bn_mode", ["train", "cumulative", "eval", "no_affine", "no_running"])
+@pytest.mark.parametrize("bn_mode", ["train", "cumulative", "eval", "frozen", "no_affine",
+                                     "no_running"])
 @pytest.mark.parametrize("conv_kind", ["1x1", "3x3_s2_bias", "grouped"])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_bn_relu_conv_matches_modules(dtype, bn_mode, conv_kind, channels_last):
