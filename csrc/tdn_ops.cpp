@@ -20,60 +20,73 @@ PyMODINIT_FUNC PyInit__C(void) {
   return PyModule_Create(&module_def);
 }
 
+namespace {
+
+// Every kernel takes either layout (contiguous or channels_last, any other strides are made
+// contiguous first) and its fake kernel gives the output the layout the kernel will: so
+// torch.compile may hand the operators the channels_last maps Inductor keeps convolutions in on
+// a CPU, rather than converting them to the strides seen while tracing and back (the default
+// for custom operators, needs_exact_strides).
+void define(torch::Library& m, const char* schema) { m.def(schema, {at::Tag::flexible_layout}); }
+
+}  // namespace
+
 TORCH_LIBRARY(tdn_ops, m) {
   // S-TDM step 1. x: (B, frames*c, H, W) -> (B, (frames-1)*c, H//k, W//k).
-  m.def("temporal_diff_pool(Tensor x, int frames, int kernel_size) -> Tensor");
-  m.def(
+  define(m, "temporal_diff_pool(Tensor x, int frames, int kernel_size) -> Tensor");
+  define(m,
       "temporal_diff_pool_backward(Tensor grad_out, int frames, int kernel_size, int height, "
       "int width) -> Tensor");
 
   // L-TDM differences. feat, aligned: (NT, c, H, W) -> diff (2, NT, c, H, W),
   // pooled (2, NT, c, H//2, W//2); [0] is the forward difference, [1] the backward one.
-  m.def("cross_segment_diff(Tensor feat, Tensor aligned, int num_segments) -> (Tensor, Tensor)");
-  m.def(
+  define(m,
+         "cross_segment_diff(Tensor feat, Tensor aligned, int num_segments) -> (Tensor, Tensor)");
+  define(m,
       "cross_segment_diff_backward(Tensor grad_diff, Tensor grad_pooled, int num_segments) -> "
       "(Tensor, Tensor)");
 
   // (diff + up(pooled_branch) + full_branch) / 3. The backward returns the gradient shared by
   // diff and full_branch (grad_out / 3) and the gradient of pooled_branch.
-  m.def("multiscale_sum(Tensor diff, Tensor pooled_branch, Tensor full_branch) -> Tensor");
-  m.def(
+  define(m,
+         "multiscale_sum(Tensor diff, Tensor pooled_branch, Tensor full_branch) -> Tensor");
+  define(m,
       "multiscale_sum_backward(Tensor grad_out, int pooled_height, int pooled_width) -> "
       "(Tensor, Tensor)");
 
   // x * (0.5 + 0.5*sigmoid(y_fwd) + 0.5*sigmoid(y_bwd)).
-  m.def("bidirectional_excitation(Tensor x, Tensor y_fwd, Tensor y_bwd) -> Tensor");
-  m.def(
+  define(m, "bidirectional_excitation(Tensor x, Tensor y_fwd, Tensor y_bwd) -> Tensor");
+  define(m,
       "bidirectional_excitation_backward(Tensor grad_out, Tensor x, Tensor y_fwd, Tensor y_bwd) "
       "-> (Tensor, Tensor, Tensor)");
 
   // Depthwise temporal convolution with kernel 3 over the segments of each video.
-  m.def("temporal_shift_conv(Tensor x, Tensor weight, int num_segments) -> Tensor");
-  m.def(
+  define(m, "temporal_shift_conv(Tensor x, Tensor weight, int num_segments) -> Tensor");
+  define(m,
       "temporal_shift_conv_backward(Tensor grad_out, Tensor x, Tensor weight, int num_segments) "
       "-> (Tensor, Tensor)");
 
   // temporal_shift_conv(bidirectional_excitation(x, y_fwd, y_bwd), weight) in one pass.
-  m.def(
+  define(m,
       "excite_shift(Tensor x, Tensor y_fwd, Tensor y_bwd, Tensor weight, int num_segments) -> "
       "Tensor");
-  m.def(
+  define(m,
       "excite_shift_backward(Tensor grad_out, Tensor x, Tensor y_fwd, Tensor y_bwd, Tensor "
       "weight, int num_segments) -> (Tensor, Tensor, Tensor, Tensor)");
 
   // S-TDM lateral connection: alpha*x + beta*up(d, like=x).
-  m.def("lateral_fuse(Tensor x, Tensor d, float alpha, float beta) -> Tensor");
-  m.def(
+  define(m, "lateral_fuse(Tensor x, Tensor d, float alpha, float beta) -> Tensor");
+  define(m,
       "lateral_fuse_backward(Tensor grad_out, int d_height, int d_width, float alpha, float "
       "beta) -> (Tensor, Tensor)");
 
   // The whole L-TDM tail: y_d = scale[d] * (weight @ mixed[d]) + bias[d] (weight: (C, c),
   // mixed: (2, N*T, c, H, W)), then excite_shift(x, y_0, y_1, shift_weight) without forming
   // y_d. The backward returns the gradients of x, mixed, weight, scale, bias, shift_weight.
-  m.def(
+  define(m,
       "project_excite_shift(Tensor x, Tensor mixed, Tensor weight, Tensor scale, Tensor bias, "
       "Tensor shift_weight, int num_segments) -> Tensor");
-  m.def(
+  define(m,
       "project_excite_shift_backward(Tensor grad_out, Tensor x, Tensor mixed, Tensor weight, "
       "Tensor scale, Tensor bias, Tensor shift_weight, int num_segments) -> (Tensor, Tensor, "
       "Tensor, Tensor, Tensor, Tensor)");

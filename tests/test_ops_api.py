@@ -72,6 +72,17 @@ def test_opcheck(target, case, layout):
     torch.library.opcheck(backward, _backward_args(case, plain))
 
 
+@native
+@pytest.mark.parametrize("name", [op + suffix for op in tdn_ops.OPERATORS
+                                  for suffix in ("", "_backward")])
+def test_operators_take_any_layout_under_inductor(name):
+    # Without the tag Inductor converts its channels_last maps to the traced strides before
+    # every call and back after it (needs_exact_strides, the custom-operator default); the
+    # fake kernels follow the input's layout like the kernels (opcheck above, both layouts).
+    op = getattr(torch.ops.tdn_ops, name).default
+    assert torch.Tag.flexible_layout in op.tags
+
+
 # --------------------------------------------------------------------------------------------
 # torch.compile(fullgraph=True) and torch.export
 
