@@ -10,6 +10,13 @@
 
 #include "cpu_kernels.h"
 
+#include <memory>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define TDN_UPSAMPLE_AVX512 1
+#endif
+
 namespace tdn {
 namespace cpu {
 namespace {
@@ -80,6 +87,141 @@ inline void quad_row(const A* __restrict__ r0, const A* __restrict__ r1, A s, T*
   }
 }
 
+// Exactly doubled float maps in the contiguous layout (H = 2h, W = 2w: the L-TDM's pooled
+// branch at 28, 14 and the S-TDM's 56): rows of 7 to 28 values are far too short for the
+// auto-vectorised loops (a call, a remainder and a scalar tail per row cost more than the
+// arithmetic), so these AVX-512 kernels handle a row in one or two masked vectors and need no
+// staging buffer. With H = 2h the source row of output row R of the flattened tensor is R/2
+// across planes too, so the work is a flat range of source rows.
+#ifdef TDN_UPSAMPLE_AVX512
+bool have_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+}
+
+// Products and sums through the rounding builtins, which the compiler never fuses into an
+// FMA: each one is rounded as in the reference's separate elementwise operations.
+inline __m512 __attribute__((target("avx512f"))) mul(__m512 x, __m512 y) {
+  return _mm512_maskz_mul_round_ps(__mmask16(0xFFFF), x, y, _MM_FROUND_CUR_DIRECTION);
+}
+inline __m512 __attribute__((target("avx512f"))) add(__m512 x, __m512 y) {
+  return _mm512_maskz_add_round_ps(__mmask16(0xFFFF), x, y, _MM_FROUND_CUR_DIRECTION);
+}
+
+inline __mmask16 __attribute__((target("avx512f"))) lanes(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
+// out = (ca*a + cu*up(s)) [+ cb*b] for output rows 2K, 2K+1 of source rows K in [k0, k1).
+__attribute__((target("avx512f"))) void doubled_combine_avx512(
+    const float* __restrict__ a, const float* __restrict__ s, const float* __restrict__ b,
+    float* __restrict__ out, int64_t k0, int64_t k1, int64_t w, float ca, float cu, float cb) {
+  const int64_t W = 2 * w;
+  const __m512 va = _mm512_set1_ps(ca), vu = _mm512_set1_ps(cu), vb = _mm512_set1_ps(cb);
+  const __m512i dup_lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  const __m512i dup_hi = _mm512_add_epi32(dup_lo, _mm512_set1_epi32(8));
+  for (int64_t k = k0; k < k1; ++k) {
+    for (int64_t j0 = 0; j0 < w; j0 += 16) {
+      const int64_t nj = std::min<int64_t>(16, w - j0);
+      const __mmask16 m0 = lanes(2 * nj), m1 = lanes(2 * nj - 16);
+      const __m512 sv = _mm512_maskz_loadu_ps(lanes(nj), s + k * w + j0);
+      const __m512 u0 = mul(vu, _mm512_maskz_permutexvar_ps(__mmask16(0xFFFF), dup_lo, sv));
+      const __m512 u1 = mul(vu, _mm512_maskz_permutexvar_ps(__mmask16(0xFFFF), dup_hi, sv));
+      for (int64_t r = 0; r < 2; ++r) {
+        const int64_t off = (2 * k + r) * W + 2 * j0;
+        __m512 o0 = add(mul(va, _mm512_maskz_loadu_ps(m0, a + off)), u0);
+        __m512 o1 = add(mul(va, _mm512_maskz_loadu_ps(m1, a + off + 16)), u1);
+        if (b) {
+          o0 = add(o0, mul(vb, _mm512_maskz_loadu_ps(m0, b + off)));
+          o1 = add(o1, mul(vb, _mm512_maskz_loadu_ps(m1, b + off + 16)));
+        }
+        _mm512_mask_storeu_ps(out + off, m0, o0);
+        if (m1) _mm512_mask_storeu_ps(out + off + 16, m1, o1);
+      }
+    }
+  }
+}
+
+// scaled_g = gs*g over output rows 2K, 2K+1 and gsmall row K = the 2x2 windows of ss*g in
+// ATen's order ((0 + g00) + g01) + g10) + g11, for source rows K in [k0, k1): one pass over g.
+__attribute__((target("avx512f"))) void doubled_backward_avx512(
+    const float* __restrict__ g, float* __restrict__ scaled_g, float gs,
+    float* __restrict__ gsmall, float ss, int64_t k0, int64_t k1, int64_t w) {
+  const int64_t W = 2 * w;
+  const __m512 vg = _mm512_set1_ps(gs), vs = _mm512_set1_ps(ss);
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (int64_t k = k0; k < k1; ++k) {
+    for (int64_t j0 = 0; j0 < w; j0 += 16) {
+      const int64_t nj = std::min<int64_t>(16, w - j0);
+      const __mmask16 m0 = lanes(2 * nj), m1 = lanes(2 * nj - 16);
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t r = 0; r < 2; ++r) {
+        const int64_t off = (2 * k + r) * W + 2 * j0;
+        const __m512 lo = _mm512_maskz_loadu_ps(m0, g + off);
+        const __m512 hi = _mm512_maskz_loadu_ps(m1, g + off + 16);
+        _mm512_mask_storeu_ps(scaled_g + off, m0, mul(vg, lo));
+        if (m1) _mm512_mask_storeu_ps(scaled_g + off + 16, m1, mul(vg, hi));
+        acc = add(acc, mul(vs, _mm512_permutex2var_ps(lo, even, hi)));
+        acc = add(acc, mul(vs, _mm512_permutex2var_ps(lo, odd, hi)));
+      }
+      _mm512_mask_storeu_ps(gsmall + k * w + j0, lanes(nj), acc);
+    }
+  }
+}
+#endif
+
+// Whether the doubled float kernels above serve this geometry and dtype.
+template <typename scalar_t>
+bool use_doubled_avx512(const UpsampleGeometry& geo) {
+#ifdef TDN_UPSAMPLE_AVX512
+  return std::is_same_v<scalar_t, float> && geo.V == 1 && geo.W == 2 * geo.w &&
+         geo.H == 2 * geo.h && have_avx512();
+#else
+  return false;
+#endif
+}
+
+// Source rows one task takes in the doubled kernels: about kGrain output values.
+inline int64_t doubled_grain(const UpsampleGeometry& geo) {
+  return std::max<int64_t>(1, kGrain / (2 * geo.W));
+}
+
+// The doubled float kernels over the whole tensor, split by source rows (each value is
+// computed by one task, so any thread count gives the same bits). False when they do not
+// apply: the caller then takes the blocked path.
+template <typename scalar_t>
+bool doubled_combine(const UpsampleGeometry& geo, const scalar_t* a, const scalar_t* small,
+                     const scalar_t* b, scalar_t* out, double ca, double cu, double cb) {
+#ifdef TDN_UPSAMPLE_AVX512
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (!use_doubled_avx512<scalar_t>(geo)) return false;
+    at::parallel_for(0, geo.planes * geo.h, doubled_grain(geo), [&](int64_t k0, int64_t k1) {
+      doubled_combine_avx512(a, small, b, out, k0, k1, geo.w, static_cast<float>(ca),
+                             static_cast<float>(cu), static_cast<float>(cb));
+    });
+    return true;
+  }
+#endif
+  return false;
+}
+
+template <typename scalar_t>
+bool doubled_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t* scaled_g,
+                      double gs, scalar_t* gsmall, double ss) {
+#ifdef TDN_UPSAMPLE_AVX512
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (!use_doubled_avx512<scalar_t>(geo)) return false;
+    at::parallel_for(0, geo.planes * geo.h, doubled_grain(geo), [&](int64_t k0, int64_t k1) {
+      doubled_backward_avx512(g, scaled_g, static_cast<float>(gs), gsmall,
+                              static_cast<float>(ss), k0, k1, geo.w);
+    });
+    return true;
+  }
+#endif
+  return false;
+}
+
 // Work comes in blocks of consecutive rows of one plane, about kBlock elements each: with
 // channels_last a row is W*C values, but a contiguous row (W values, 7 to 56 in TDN) is too
 // short to amortise a call.
@@ -105,8 +247,9 @@ void upsample_combine(const UpsampleGeometry& geo, const scalar_t* a, const scal
                             : geo.planes * blocks_per_plane;
   const int64_t cap = planes_per_block * rows_per_block * n;
   at::parallel_for(0, units, std::max<int64_t>(1, kGrain / cap), [&](int64_t u0, int64_t u1) {
-    std::vector<A> buf(static_cast<size_t>(4 * cap));
-    A *up = buf.data(), *la = up + cap, *lb = la + cap, *lo = lb + cap;
+    // Uninitialised: every value is written before it is read (zeroing it cost a pass).
+    const std::unique_ptr<A[]> buf(new A[static_cast<size_t>(4 * cap)]);
+    A *up = buf.get(), *la = up + cap, *lb = la + cap, *lo = lb + cap;
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t p0 = blocks_per_plane == 1 ? u * planes_per_block : u / blocks_per_plane;
       const int64_t p1 = blocks_per_plane == 1 ? std::min(geo.planes, p0 + planes_per_block)
@@ -147,6 +290,7 @@ void upsample_combine(const UpsampleGeometry& geo, const scalar_t* a, const scal
 template <typename scalar_t>
 void upsample_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t* scaled_g,
                        double g_scale, scalar_t* gsmall, double small_scale) {
+  if (doubled_backward(geo, g, scaled_g, g_scale, gsmall, small_scale)) return;
   using A = acc_t<scalar_t>;
   const auto rbeg = nearest_inverse(geo.h, geo.H), cmap = nearest_map(geo.w, geo.W);
   const int64_t V = geo.V, n = geo.W * V, ns = geo.w * V;
@@ -169,8 +313,8 @@ void upsample_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t*
     const int64_t units = (geo.planes + planes_per_block - 1) / planes_per_block;
     at::parallel_for(0, units, std::max<int64_t>(1, kGrain / (2 * cap)), [&](int64_t u0,
                                                                           int64_t u1) {
-      std::vector<A> buf(static_cast<size_t>(2 * cap));
-      A *lg = buf.data(), *lo = lg + cap;
+      const std::unique_ptr<A[]> buf(new A[static_cast<size_t>(2 * cap)]);
+      A *lg = buf.get(), *lo = lg + cap;
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t p0 = u * planes_per_block;
         const int64_t p1 = std::min(geo.planes, p0 + planes_per_block);
@@ -198,8 +342,8 @@ void upsample_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t*
   const int64_t cap = cap_rows * n;
   at::parallel_for(0, geo.planes * blocks_per_plane, std::max<int64_t>(1, kGrain / (2 * cap)),
                    [&](int64_t u0, int64_t u1) {
-                     std::vector<A> buf(static_cast<size_t>(2 * cap + ns));
-                     A *lg = buf.data(), *lo = lg + cap, *acc = lo + cap;
+                     const std::unique_ptr<A[]> buf(new A[static_cast<size_t>(2 * cap + ns)]);
+                     A *lg = buf.get(), *lo = lg + cap, *acc = lo + cap;
                      for (int64_t u = u0; u < u1; ++u) {
                        const int64_t plane = u / blocks_per_plane;
                        const int64_t i0 = (u % blocks_per_plane) * small_per_block;
@@ -258,6 +402,10 @@ at::Tensor multiscale_sum_cpu(const at::Tensor& diff_in, const at::Tensor& poole
     const UpsampleGeometry geo(d.size(0), C, H, W, h, w, fmt);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d.scalar_type(), "mss_fwd", [&] {
       using A = acc_t<scalar_t>;
+      if (doubled_combine(geo, d.const_data_ptr<scalar_t>(), p.const_data_ptr<scalar_t>(),
+                          f.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
+                          1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0))
+        return;
       upsample_combine(geo, d.const_data_ptr<scalar_t>(), p.const_data_ptr<scalar_t>(),
                        f.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
                        [](const A* a, const A* u, const A* b, A* o, int64_t n) {
@@ -297,6 +445,10 @@ at::Tensor lateral_fuse_cpu(const at::Tensor& x_in, const at::Tensor& d_in, doub
   const UpsampleGeometry geo(x.size(0), x.size(1), x.size(2), x.size(3), d.size(2), d.size(3), fmt);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lf_fwd", [&] {
     using A = acc_t<scalar_t>;
+    if (doubled_combine(geo, x.const_data_ptr<scalar_t>(), d.const_data_ptr<scalar_t>(),
+                        static_cast<const scalar_t*>(nullptr), out.mutable_data_ptr<scalar_t>(),
+                        alpha, beta, 0.0))
+      return;
     const A a = static_cast<A>(alpha), b = static_cast<A>(beta);
     upsample_combine(geo, x.const_data_ptr<scalar_t>(), d.const_data_ptr<scalar_t>(),
                      static_cast<const scalar_t*>(nullptr), out.mutable_data_ptr<scalar_t>(),
