@@ -182,9 +182,11 @@ bool use_doubled_avx512(const UpsampleGeometry& geo) {
 #endif
 }
 
-// Source rows one task takes in the doubled kernels: about kGrain output values.
+// Source rows one task takes at least in the doubled kernels: kGrain/2 output values, so
+// that from kGrain values on the work splits evenly across two threads (parallel_for gives
+// each task max(grain, n / threads)) instead of kGrain and the remainder.
 inline int64_t doubled_grain(const UpsampleGeometry& geo) {
-  return std::max<int64_t>(1, kGrain / (2 * geo.W));
+  return std::max<int64_t>(1, kGrain / (4 * geo.W));
 }
 
 // The doubled float kernels over the whole tensor, split by source rows (each value is
