@@ -342,6 +342,22 @@ TDN_VECTORIZE void copy_rows(const T* __restrict__ src, int64_t lds, A* __restri
   }
 }
 
+// A frame's rows of x for the elementwise passes: read in place when scalar_t is the
+// accumulation type (kInPlace), else converted into `scratch` (dense, leading dimension len).
+// Returns the rows and sets `ld` to their leading dimension.
+template <bool kInPlace, typename scalar_t, typename A>
+const A* frame_rows(const scalar_t* frame, int64_t ld_frame, A* scratch, int64_t rows,
+                    int64_t len, int64_t& ld) {
+  if constexpr (kInPlace) {
+    ld = ld_frame;
+    return frame;
+  } else {
+    copy_rows(frame, ld_frame, scratch, len, rows, len);
+    ld = len;
+    return scratch;
+  }
+}
+
 // A packed [row][col] tile as [col][row].
 template <typename A>
 void transpose_tile(const A* src, int64_t rows, int64_t cols, A* dst) {
@@ -480,16 +496,8 @@ void forward_tasks(const ProjectGeometry& geo, const Params<acc_t<scalar_t>>& pr
     };
     for (int64_t t = 0; t < geo.T; ++t) {
       const int64_t f = video * geo.T + t;
-      const scalar_t* xf = px + f * geo.frame + xr.offset;
-      const A* x = nullptr;
-      int64_t ldx = xr.ld;
-      if constexpr (kInPlace) {
-        x = xf;
-      } else {
-        copy_rows(xf, xr.ld, xt, len, rows, len);
-        x = xt;
-        ldx = len;
-      }
+      int64_t ldx = 0;
+      const A* x = frame_rows<kInPlace>(px + f * geo.frame + xr.offset, xr.ld, xt, rows, len, ldx);
       copy_rows(pm + f * geo.mixed_frame + mr.offset, mr.ld, m0, mr.len, mr.rows, mr.len);
       copy_rows(pm + geo.mixed_direction + f * geo.mixed_frame + mr.offset, mr.ld, m1, mr.len,
                 mr.rows, mr.len);
@@ -613,16 +621,8 @@ void backward_tasks(const ProjectGeometry& geo, const Params<acc_t<scalar_t>>& p
     for (int64_t t = 0; t < geo.T; ++t) {
       const int64_t f = video * geo.T + t;
       const A* g_next = grad(t + 1, ldgn);
-      const scalar_t* xf = px + f * geo.frame + xr.offset;
-      const A* x = nullptr;
-      int64_t ldx = xr.ld;
-      if constexpr (kInPlace) {
-        x = xf;
-      } else {
-        copy_rows(xf, xr.ld, xt, len, rows, len);
-        x = xt;
-        ldx = len;
-      }
+      int64_t ldx = 0;
+      const A* x = frame_rows<kInPlace>(px + f * geo.frame + xr.offset, xr.ld, xt, rows, len, ldx);
       for (int d = 0; d < 2; ++d) {
         copy_rows(pm + d * geo.mixed_direction + f * geo.mixed_frame + mr.offset, mr.ld, mt[d],
                   mr.len, mr.rows, mr.len);
