@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch.nn.modules import module as _module
 
+from tdn_ops._layout import memory_format_of
+
 __all__ = ["bn_relu_conv", "bn_relu_max_pool", "strided_shortcut", "lean_path_available",
            "set_lean_training"]
 
@@ -57,7 +59,7 @@ def lean_path_available(z: torch.Tensor, *modules: nn.Module) -> bool:
 # ---------------------------------------------------------------------------------- batch norm
 
 def _plain_batch_norm(bn: nn.Module) -> bool:
-    return type(bn) is nn.BatchNorm2d and (bn.affine or bn.weight is None)
+    return type(bn) is nn.BatchNorm2d
 
 
 def _batch_norm_forward(bn: nn.BatchNorm2d, z: torch.Tensor
@@ -149,13 +151,13 @@ class _MaxPool:
         fmt = torch.channels_last
         out, indices = torch.ops.aten.max_pool2d_with_indices(
             y.contiguous(memory_format=fmt), *self._lists())
-        return out.contiguous(memory_format=_layout_of(y)), (indices,)
+        return out.contiguous(memory_format=memory_format_of(y)), (indices,)
 
     def backward(self, grad_out, y, weight, kept, need_weight, need_bias):
         # The indices are positions within a plane, the same in either layout; the backward
         # (a scatter) is fast in both, so it runs in the recomputed input's layout.
         (indices,) = kept
-        fmt = _layout_of(y)
+        fmt = memory_format_of(y)
         grad = torch.ops.aten.max_pool2d_with_indices_backward(
             grad_out.contiguous(memory_format=fmt), y, *self._lists(),
             indices.contiguous(memory_format=fmt))
@@ -166,14 +168,6 @@ class _MaxPool:
         pair = torch.nn.modules.utils._pair
         return (list(pair(kernel)), list(pair(stride)), list(pair(padding)),
                 list(pair(dilation)), ceil_mode)
-
-
-def _layout_of(t: torch.Tensor) -> torch.memory_format:
-    if t.is_contiguous():
-        return torch.contiguous_format
-    if t.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 # ------------------------------------------------------------------------------------ public
