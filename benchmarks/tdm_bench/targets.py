@@ -49,6 +49,12 @@ def verdict(target: str, scope: str, measured, threshold: float, higher_is_bette
             "shortfall": None if shortfall is None else round(shortfall, 4), "why": why}
 
 
+# A fused CPU call shorter than this is dominated by what every call costs besides moving
+# its bytes (measured on the 2-core machine: 30-40 us of autograd per forward+backward, about
+# 6 us per 200 KB output allocated, the fork/join of each parallel region).
+SMALL_CALL_MS = 0.5
+
+
 def _machine_hints(env: dict) -> list[str]:
     hints = []
     cores = env.get("cpu_count") or 1
@@ -71,7 +77,15 @@ def _op_hints(rows: list[dict], row: dict, metric: str, env: dict) -> list[str]:
         hints.append(f"the eager reference already reaches {ref[0]['copy_bw_pct']:.0f}% of "
                      "copy bandwidth, which bounds the possible speed-up")
     pct = row.get("copy_bw_pct")
-    if metric in ("speedup_vs_reference", "speedup_vs_compiled") and pct is not None:
+    ms, moved = row.get("median_ms"), row.get("bytes")
+    if metric in ("speedup_vs_reference", "speedup_vs_compiled") and pct is not None \
+            and pct < 60 and env.get("device") == "cpu" and ms is not None and ms < SMALL_CALL_MS \
+            and moved is not None:
+        hints.append(f"the call moves {moved / 2**20:.2f} MiB in {ms * 1e3:.0f} us ({pct:.0f}% of "
+                     "copy bandwidth): at this size per-call costs (output allocation, the "
+                     "thread pool's fork/join, the autograd engine and torch.autograd.grad) take "
+                     "much of the time, in the reference too")
+    elif metric in ("speedup_vs_reference", "speedup_vs_compiled") and pct is not None:
         hints.append(f"the fused kernel runs at {pct:.0f}% of copy bandwidth"
                      + (": close to the memory bound, little left to gain in it" if pct >= 60
                         else ": room is left in the kernel itself"))
