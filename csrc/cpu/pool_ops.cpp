@@ -56,25 +56,48 @@ TDN_VECTORIZE void sub_row(const A* __restrict__ a, const A* __restrict__ b, A* 
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] - b[i];
 }
 
-// 2x2 average of two rows (one value per pixel), summed in avg_pool2d's window order.
+// One direction of a contiguous plane (one channel, H x W) in one call: d = a - f, and its
+// 2x2 average pool from the rounded d (summed in avg_pool2d's window order), as the reference
+// pools its stored tensor. (A pass for
+// d and then one call per pooled row cost about twice as much at 14x14.)
 template <typename A>
-TDN_VECTORIZE void pool2_row(const A* __restrict__ r0, const A* __restrict__ r1,
-                             A* __restrict__ out, int64_t wo) {
-  for (int64_t i = 0; i < wo; ++i)
-    out[i] = (r0[2 * i] + r0[2 * i + 1] + r1[2 * i] + r1[2 * i + 1]) / A(4);
+TDN_VECTORIZE void diff_pool_plane(const A* __restrict__ a, const A* __restrict__ f,
+                                   A* __restrict__ d, A* __restrict__ pooled, int64_t H,
+                                   int64_t W, int64_t Ho, int64_t Wo) {
+  for (int64_t i = 0; i < H * W; ++i) d[i] = a[i] - f[i];
+  for (int64_t oh = 0; oh < Ho; ++oh) {
+    const A* __restrict__ r0 = d + 2 * oh * W;
+    const A* __restrict__ r1 = r0 + W;
+    for (int64_t ow = 0; ow < Wo; ++ow)
+      pooled[oh * Wo + ow] = (r0[2 * ow] + r0[2 * ow + 1] + r1[2 * ow] + r1[2 * ow + 1]) / A(4);
+  }
 }
 
-// Adds a pooled row's gradient, divided by 4, to the 2x2 windows of two full-size rows.
+// The total gradient of one direction over full-size rows [r0, r1) of a contiguous plane
+// (one channel, W elements a row), written once: its own gradient d plus, inside the 2x2
+// windows of pooled rows [oh0, oh1), a quarter of the pooled gradient. (A copy and then a
+// pass adding each pooled row, one call per row, cost about twice as much at 14x14.) Rows
+// and the column an odd size leaves outside every window keep d.
 template <typename A>
-TDN_VECTORIZE void spread_pool2_row(const A* __restrict__ pooled, A* __restrict__ top,
-                                    A* __restrict__ bottom, int64_t wo) {
-  for (int64_t i = 0; i < wo; ++i) {
-    const A share = pooled[i] / A(4);
-    top[2 * i] += share;
-    top[2 * i + 1] += share;
-    bottom[2 * i] += share;
-    bottom[2 * i + 1] += share;
+TDN_VECTORIZE void total_plane_rows(const A* __restrict__ d, const A* __restrict__ pooled,
+                                    A* __restrict__ out, int64_t r0, int64_t r1, int64_t oh0,
+                                    int64_t oh1, int64_t W, int64_t Wo) {
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    const A* __restrict__ src = pooled + oh * Wo;
+    const int64_t top = (2 * oh - r0) * W, bottom = top + W;
+    for (int64_t ow = 0; ow < Wo; ++ow) {
+      const A share = src[ow] / A(4);
+      out[top + 2 * ow] = d[top + 2 * ow] + share;
+      out[top + 2 * ow + 1] = d[top + 2 * ow + 1] + share;
+      out[bottom + 2 * ow] = d[bottom + 2 * ow] + share;
+      out[bottom + 2 * ow + 1] = d[bottom + 2 * ow + 1] + share;
+    }
+    for (int64_t w = 2 * Wo; w < W; ++w) {
+      out[top + w] = d[top + w];
+      out[bottom + w] = d[bottom + w];
+    }
   }
+  for (int64_t i = (2 * oh1 - r0) * W; i < (r1 - r0) * W; ++i) out[i] = d[i];
 }
 
 // row[ow*k + i] = plus[ow]/kk - minus[ow]/kk for i < k (divided like avg_pool2d's backward).
@@ -295,6 +318,12 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cpu(const at::Tensor& feat
                 continue;
               }
               if constexpr (std::is_same_v<scalar_t, A>) {
+                if (V == 1) {
+                  diff_pool_plane(reinterpret_cast<const A*>(a), reinterpret_cast<const A*>(f),
+                                  reinterpret_cast<A*>(d), reinterpret_cast<A*>(o), geo.H, Wd,
+                                  Ho, Wo);
+                  continue;
+                }
                 sub_row(a, f, d, ps);
               } else {
                 for (int64_t i = 0; i < ps; ++i)
@@ -305,12 +334,6 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cpu(const at::Tensor& feat
                 const scalar_t* r0 = d + (2 * oh) * Wd * V;
                 const scalar_t* r1 = r0 + Wd * V;
                 scalar_t* orow = o + oh * Wo * V;
-                if constexpr (std::is_same_v<scalar_t, A>) {
-                  if (V == 1) {
-                    pool2_row(r0, r1, orow, Wo);
-                    continue;
-                  }
-                }
                 for (int64_t ow = 0; ow < Wo; ++ow)
                   for (int64_t v = 0; v < V; ++v) {
                     const int64_t i = 2 * ow * V + v;
@@ -326,6 +349,35 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_cpu(const at::Tensor& feat
   return {diff, pooled};
 }
 
+// The backward's tasks: each walks one block of pooled-row pairs of one plane position (a
+// channel of a video in contiguous maps, a video's whole frame in channels_last ones) through
+// the T segments, so that each total gradient plane (a direction's own gradient plus its
+// pooled gradient spread over the 2x2 windows) is formed once and used by both outputs:
+//   g_feat[t] = -Tf[t] - Tb[t],   g_aligned[t] = Tf[t-1] + Tb[t+1],
+// Tf[t] the total reaching diff_fwd[t] (zero padding for the last segment), Tb[t] the one
+// reaching diff_bwd[t] (padding for the first). A frame is cut into row blocks only when the
+// plane positions alone give the two threads too few tasks (one video in channels_last).
+struct SegmentBlocks {
+  int64_t blocks, pooled_rows_per_block;
+  explicit SegmentBlocks(const PlaneGeometry& geo, int64_t videos) {
+    constexpr int64_t kMinTasks = 8;
+    const int64_t columns = videos * geo.planes_per_frame;
+    const int64_t wanted = columns >= kMinTasks ? 1 : (kMinTasks + columns - 1) / columns;
+    const int64_t want = std::max<int64_t>(1, std::min(wanted, geo.Ho));
+    pooled_rows_per_block = geo.Ho == 0 ? 0 : (geo.Ho + want - 1) / want;
+    blocks = geo.Ho == 0 ? 1 : (geo.Ho + pooled_rows_per_block - 1) / pooled_rows_per_block;
+  }
+  // Pooled rows [oh0, oh1) and full-resolution rows [r0, r1) of block b; the last block also
+  // takes the row an odd height leaves outside every window.
+  void rows(const PlaneGeometry& geo, int64_t b, int64_t& oh0, int64_t& oh1, int64_t& r0,
+            int64_t& r1) const {
+    oh0 = b * pooled_rows_per_block;
+    oh1 = std::min(geo.Ho, oh0 + pooled_rows_per_block);
+    r0 = 2 * oh0;
+    r1 = b + 1 == blocks ? geo.H : 2 * oh1;
+  }
+};
+
 std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cpu(const at::Tensor& gd_in,
                                                                    const at::Tensor& gp_in,
                                                                    int64_t num_segments) {
@@ -337,6 +389,8 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cpu(const at::Ten
   auto g_aligned = empty_4d(gd[0], gd[0].sizes(), fmt);
   if (g_feat.numel() == 0) return {g_feat, g_aligned};
   const PlaneGeometry geo(gd[0], fmt, num_segments);
+  const int64_t videos = gd[0].size(0) / num_segments;
+  const SegmentBlocks blk(geo, videos);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gd[0].scalar_type(), "csd_bwd", [&] {
     using A = acc_t<scalar_t>;
     const scalar_t* pd[2] = {gd[0].const_data_ptr<scalar_t>(), gd[1].const_data_ptr<scalar_t>()};
@@ -344,60 +398,79 @@ std::tuple<at::Tensor, at::Tensor> cross_segment_diff_backward_cpu(const at::Ten
     scalar_t* pfe = g_feat.mutable_data_ptr<scalar_t>();
     scalar_t* pal = g_aligned.mutable_data_ptr<scalar_t>();
     const int64_t ps = geo.plane_size(), pps = geo.pooled_size();
-    const int64_t V = geo.V, W = geo.W, Wo = geo.Wo, Ho = geo.Ho, T = geo.T;
-    const int64_t ppf = geo.planes_per_frame;
-    at::parallel_for(
-        0, geo.planes, std::max<int64_t>(1, kGrain / (4 * ps)), [&](int64_t p0, int64_t p1) {
-          // Planes of the total gradient reaching diff[dir]: its own gradient plus the
-          // pooled gradient spread over each 2x2 window (/4); zeros where the
-          // difference is padding.
-          std::vector<A> planes_buf(static_cast<size_t>(6 * ps));
-          A *f_here = planes_buf.data(), *b_here = f_here + ps, *f_prev = b_here + ps,
-            *b_next = f_prev + ps, *o_fe = b_next + ps, *o_al = o_fe + ps;
-          auto total_plane = [&](int dir, int64_t q, bool valid, A* buf) {
-            if (!valid) {
-              std::fill(buf, buf + ps, A(0));
+    const int64_t V = geo.V, W = geo.W, Wo = geo.Wo, T = geo.T;
+    const int64_t ppf = geo.planes_per_frame, row = W * V;
+    const int64_t max_block = (2 * blk.pooled_rows_per_block + 1) * row;
+    const int64_t tasks = videos * ppf * blk.blocks;
+    const int64_t grain = std::max<int64_t>(1, kGrain / (4 * T * std::min(ps, max_block)));
+    at::parallel_for(0, tasks, grain, [&](int64_t k0, int64_t k1) {
+      // Rolling total planes Tf[t-1], Tf[t], Tb[t], Tb[t+1]; a zero block for the padding;
+      // two output blocks for the half types.
+      std::vector<A> storage(static_cast<size_t>(7 * max_block), A(0));
+      A* zeros = storage.data();
+      A* slot[4] = {zeros + max_block, zeros + 2 * max_block, zeros + 3 * max_block,
+                    zeros + 4 * max_block};
+      A *o_fe = zeros + 5 * max_block, *o_al = zeros + 6 * max_block;
+      for (int64_t task = k0; task < k1; ++task) {
+        const int64_t b = task % blk.blocks, column = task / blk.blocks;
+        const int64_t video = column / ppf, k = column % ppf;
+        int64_t oh0, oh1, r0, r1;
+        blk.rows(geo, b, oh0, oh1, r0, r1);
+        const int64_t n = (r1 - r0) * row, offset = r0 * row;
+        // The total gradient of direction dir's plane q over this block, into buf.
+        auto total = [&](int dir, int64_t q, A* buf) {
+          const scalar_t* d = pd[dir] + q * ps + offset;
+          const scalar_t* pq = pp[dir] + q * pps;
+          if constexpr (std::is_same_v<scalar_t, A>) {
+            if (V == 1) {
+              total_plane_rows(reinterpret_cast<const A*>(d), reinterpret_cast<const A*>(pq), buf,
+                               r0, r1, oh0, oh1, W, Wo);
               return;
             }
-            const scalar_t* d = pd[dir] + q * ps;
-            for (int64_t i = 0; i < ps; ++i) buf[i] = static_cast<A>(d[i]);
-            const scalar_t* pq = pp[dir] + q * pps;
-            for (int64_t oh = 0; oh < Ho; ++oh) {
-              A* top = buf + (2 * oh) * W * V;
-              if constexpr (std::is_same_v<scalar_t, A>) {
-                if (V == 1) {
-                  spread_pool2_row(reinterpret_cast<const A*>(pq + oh * Wo), top, top + W, Wo);
-                  continue;
-                }
-              }
-              for (int64_t ow = 0; ow < Wo; ++ow) {
-                A* t0 = top + 2 * ow * V;
-                A* t1 = t0 + W * V;
-                const scalar_t* src = pq + (oh * Wo + ow) * V;
-                for (int64_t v = 0; v < V; ++v) {
-                  const A share = static_cast<A>(src[v]) / A(4);
-                  t0[v] += share;
-                  t0[V + v] += share;
-                  t1[v] += share;
-                  t1[V + v] += share;
-                }
+          }
+          for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<A>(d[i]);
+          for (int64_t oh = oh0; oh < oh1; ++oh) {
+            A* top = buf + (2 * oh - r0) * row;
+            for (int64_t ow = 0; ow < Wo; ++ow) {
+              A* t0 = top + 2 * ow * V;
+              A* t1 = t0 + row;
+              const scalar_t* src = pq + (oh * Wo + ow) * V;
+              for (int64_t v = 0; v < V; ++v) {
+                const A share = static_cast<A>(src[v]) / A(4);
+                t0[v] += share;
+                t0[V + v] += share;
+                t1[v] += share;
+                t1[V + v] += share;
               }
             }
-          };
-          for (int64_t p = p0; p < p1; ++p) {
-            const int64_t t = geo.segment(p);
-            const bool has_next = t + 1 < T, has_prev = t >= 1;
-            total_plane(0, p, has_next, f_here);        // diff_fwd[t] = a[t+1] - f[t]
-            total_plane(1, p, has_prev, b_here);        // diff_bwd[t] = a[t-1] - f[t]
-            total_plane(0, p - ppf, has_prev, f_prev);  // a[t] feeds diff_fwd[t-1]
-            total_plane(1, p + ppf, has_next, b_next);  // a[t] feeds diff_bwd[t+1]
-            A* fe = out_acc(pfe + p * ps, o_fe);
-            A* al = out_acc(pal + p * ps, o_al);
-            segment_grads_row(f_here, b_here, f_prev, b_next, fe, al, ps);
-            store_acc(pfe + p * ps, fe, ps);
-            store_acc(pal + p * ps, al, ps);
           }
-        });
+        };
+        const A* f_prev = zeros;  // Tf[t-1]
+        const A* b_here = zeros;  // Tb[t]
+        int next_slot = 0;
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t p = (video * T + t) * ppf + k;
+          const bool has_next = t + 1 < T;
+          // Two of the four slots hold f_prev and b_here; the other two take Tf[t], Tb[t+1].
+          A* f_here = zeros;
+          A* b_next = zeros;
+          if (has_next) {
+            f_here = slot[next_slot];
+            b_next = slot[(next_slot + 1) % 4];
+            next_slot = (next_slot + 2) % 4;
+            total(0, p, f_here);        // diff_fwd[t] = a[t+1] - f[t]
+            total(1, p + ppf, b_next);  // a[t] feeds diff_bwd[t+1]
+          }
+          A* fe = out_acc(pfe + p * ps + offset, o_fe);
+          A* al = out_acc(pal + p * ps + offset, o_al);
+          segment_grads_row(f_here, b_here, f_prev, b_next, fe, al, n);
+          store_acc(pfe + p * ps + offset, fe, n);
+          store_acc(pal + p * ps + offset, al, n);
+          f_prev = f_here;
+          b_here = b_next;
+        }
+      }
+    });
   });
   return {g_feat, g_aligned};
 }
