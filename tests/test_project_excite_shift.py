@@ -190,3 +190,19 @@ def test_loop_fallback_matches_the_reference():
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_frames_larger_than_a_forward_tile(dtype, channels_last):
+    """Frames of more than one forward tile (37x31 pixels: two contiguous pixel runs) and
+    channel blocks that do not divide C (40 = 16 + 16 + 8): every tile of every frame is
+    computed, each once, in forward and backward."""
+    args = _args(n=2, t=3, channels=40, mid=3, h=37, w=31, dtype=dtype,
+                 channels_last=channels_last)
+    out, grads = _grads(args)
+    ref_out, ref_grads = _grads(args, backend="reference")
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out, ref_out, **tol)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, **tol)
