@@ -16,19 +16,25 @@ _FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 def tensor(name: str, t: object, ndim: int | None = None, min_ndim: int | None = None,
            layout: str = "") -> torch.Tensor:
     """``t`` is a floating-point tensor of the expected rank; ``layout`` names its dims."""
+    # Operators sit on hot paths: the happy path reads each property once and formats nothing.
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in _FLOAT_DTYPES:
         raise TypeError(
             f"{name} must be float32, float64, float16 or bfloat16, got {t.dtype}")
-    shape_hint = f" {layout}" if layout else ""
-    if ndim is not None and t.dim() != ndim:
-        raise ValueError(
-            f"{name} must be a {ndim}-D tensor{shape_hint}, got shape {tuple(t.shape)}")
-    if min_ndim is not None and t.dim() < min_ndim:
-        raise ValueError(
-            f"{name} must have at least {min_ndim} dims{shape_hint}, got shape {tuple(t.shape)}")
+    if ndim is not None or min_ndim is not None:
+        dims = t.dim()
+        if ndim is not None and dims != ndim:
+            raise ValueError(f"{name} must be a {ndim}-D tensor{_hint(layout)}, got shape "
+                             f"{tuple(t.shape)}")
+        if min_ndim is not None and dims < min_ndim:
+            raise ValueError(f"{name} must have at least {min_ndim} dims{_hint(layout)}, got "
+                             f"shape {tuple(t.shape)}")
     return t
+
+
+def _hint(layout: str) -> str:
+    return f" {layout}" if layout else ""
 
 
 def same_device_dtype(name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
