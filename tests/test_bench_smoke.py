@@ -184,3 +184,13 @@ def test_compile_flag_adds_the_compiled_models_only_where_asked():
     assert sizes.get("quick", compile_models=True).compile_models
     off = sizes.get("full", compile_reference=False)
     assert not (off.compile_models or off.compile_reference or off.compile_modules)
+
+
+def test_busy_machine_hint_discounts_the_runs_own_threads():
+    """A 2-thread run on 2 CPUs brings the load average near 2 by itself: that is not a busy
+    machine; load beyond the run's threads is."""
+    env = {"device": "cpu", "cpu_count": 2, "threads": 2, "load_average_start": 0.4,
+           "load_average_end": 1.7}
+    assert targets._machine_hints(env) == []
+    env["load_average_end"] = 3.1
+    assert "machine busy" in targets._machine_hints(env)[0]

@@ -60,9 +60,12 @@ def _machine_hints(env: dict) -> list[str]:
     cores = env.get("cpu_count") or 1
     loads = [env.get("load_average_start"), env.get("load_average_end")]
     busiest = max((x for x in loads if x is not None), default=None)
-    if env.get("device") == "cpu" and busiest is not None and busiest > 0.75 * cores:
+    # The run's own threads load the machine too (its end average is about their count):
+    # only load beyond them, a quarter of the CPUs or more, is someone else's.
+    own = min(env.get("threads") or 1, cores)
+    if env.get("device") == "cpu" and busiest is not None and busiest - own > 0.25 * cores:
         hints.append(f"machine busy during the run (load average up to {busiest:.1f} on "
-                     f"{cores} CPUs): timings are noisy")
+                     f"{cores} CPUs, {own} of it this run's threads): timings are noisy")
     return hints
 
 
