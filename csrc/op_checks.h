@@ -182,4 +182,46 @@ inline void check_project_excite_shift(const at::Tensor& x, const at::Tensor& mi
   if (grad) check_same_shape(*grad, "grad_out", x, "x");
 }
 
+// ltdm_mixture inputs (inference operator: float32 and float64 only).
+inline void check_ltdm_mixture(const at::Tensor& feat, const at::Tensor& align_weight,
+                               const c10::optional<at::Tensor>& align_bias,
+                               const at::Tensor& pooled_weight, const at::Tensor& pooled_bias,
+                               const at::Tensor& full_weight, const at::Tensor& full_bias,
+                               int64_t num_segments) {
+  TORCH_CHECK(feat.dim() == 4, "feat must be a 4-D tensor (N*T, c, H, W), got ", feat.sizes());
+  TORCH_CHECK(feat.scalar_type() == at::kFloat || feat.scalar_type() == at::kDouble,
+              "feat must be float32 or float64 (ltdm_mixture is an inference operator), got ",
+              feat.scalar_type());
+  check_segments(feat, "feat", num_segments);
+  TORCH_CHECK(feat.size(2) >= 2 && feat.size(3) >= 2, "feat has spatial size ", feat.size(2),
+              "x", feat.size(3), ", below the 2x2 pooling window");
+  const int64_t c = feat.size(1);
+  check_like(align_weight, "align_weight", feat, "feat");
+  TORCH_CHECK(align_weight.dim() == 4 && align_weight.size(0) == c && align_weight.size(1) == 1 &&
+                  align_weight.size(2) == 3 && align_weight.size(3) == 3,
+              "align_weight must have shape (c, 1, 3, 3) = (", c, ", 1, 3, 3), got ",
+              align_weight.sizes());
+  if (align_bias.has_value() && align_bias->defined()) {
+    check_like(*align_bias, "align_bias", feat, "feat");
+    TORCH_CHECK(align_bias->dim() == 1 && align_bias->size(0) == c,
+                "align_bias must have shape (c,) = (", c, ",), got ", align_bias->sizes());
+  }
+  const std::pair<const at::Tensor*, const char*> weights[] = {{&pooled_weight, "pooled_weight"},
+                                                               {&full_weight, "full_weight"}};
+  for (const auto& [w, name] : weights) {
+    check_like(*w, name, feat, "feat");
+    TORCH_CHECK(w->dim() == 4 && w->size(0) == c && w->size(1) == c && w->size(2) == 3 &&
+                    w->size(3) == 3,
+                name, " must have shape (c, c, 3, 3) = (", c, ", ", c, ", 3, 3), got ",
+                w->sizes());
+  }
+  const std::pair<const at::Tensor*, const char*> biases[] = {{&pooled_bias, "pooled_bias"},
+                                                              {&full_bias, "full_bias"}};
+  for (const auto& [b, name] : biases) {
+    check_like(*b, name, feat, "feat");
+    TORCH_CHECK(b->dim() == 1 && b->size(0) == c, name, " must have shape (c,) = (", c,
+                ",), got ", b->sizes());
+  }
+}
+
 }  // namespace tdn

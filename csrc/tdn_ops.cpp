@@ -90,4 +90,13 @@ TORCH_LIBRARY(tdn_ops, m) {
       "project_excite_shift_backward(Tensor grad_out, Tensor x, Tensor mixed, Tensor weight, "
       "Tensor scale, Tensor bias, Tensor shift_weight, int num_segments) -> (Tensor, Tensor, "
       "Tensor, Tensor, Tensor, Tensor)");
+
+  // Inference only (no backward): the L-TDM's multiscale mixture from B = bn1(conv1(X)),
+  // feat (N*T, c, H, W). A = conv2(B) (depthwise 3x3, optional bias), the differences of
+  // cross_segment_diff, then per direction (diff + up(conv3x3(pool2(diff)) + pooled_bias) +
+  // conv3x3(diff) + full_bias) / 3, the batch norms of the two small-scale branches folded
+  // into their weights and biases. -> (2, N*T, c, H, W), [0] the forward direction.
+  define(m,
+      "ltdm_mixture(Tensor feat, Tensor align_weight, Tensor? align_bias, Tensor pooled_weight, "
+      "Tensor pooled_bias, Tensor full_weight, Tensor full_bias, int num_segments) -> Tensor");
 }

@@ -93,6 +93,13 @@ ATEN_MACS: dict[object, tuple[str, Callable]] = {
     aten.mean: ("global pool", _spatial_mean),
 }
 
+def _mixture_macs(feat) -> dict[str, int]:
+    nt, c, h, w = feat.shape
+    small = 2 * nt * c * (h // 2) * (w // 2)
+    return {"convolution": 9 * _numel(feat) + 9 * c * (small + 2 * _numel(feat)),
+            "upsample": 2 * _numel(feat)}
+
+
 # Fused operators: what their reference implementations count under the convention above.
 FUSED_OP_MACS: dict[str, tuple[str, Callable]] = {
     # nearest upsampling of the pooled branch to diff's size
@@ -106,6 +113,9 @@ FUSED_OP_MACS: dict[str, tuple[str, Callable]] = {
     # the kernel-3 shift
     "project_excite_shift": ("convolution", lambda args, out: (
         _numel(args[1]) * args[2].shape[0] + 3 * _numel(args[0]))),
+    # the L-TDM mixture (feat: (NT, c, H, W)): conv2 (depthwise 3x3), the two 3x3 c -> c
+    # branches of both directions (one at half size) and multiscale_sum's upsampling
+    "ltdm_mixture": ("convolution", lambda args, out: _mixture_macs(args[0])),
     # differences, 2x2 average pools and sigmoid gates: 0 under the convention
     "temporal_diff_pool": ("other", lambda args, out: 0),
     "cross_segment_diff": ("other", lambda args, out: 0),
@@ -114,7 +124,8 @@ FUSED_OP_MACS: dict[str, tuple[str, Callable]] = {
 
 
 def register_op_macs(op_name: str, category: str, formula: Callable) -> None:
-    """Count ``torch.ops.tdn_ops.<op_name>`` with ``formula(args, output) -> MACs``."""
+    """Count ``torch.ops.tdn_ops.<op_name>`` with ``formula(args, output) -> MACs`` (or a dict
+    of MACs by category)."""
     FUSED_OP_MACS[op_name] = (category, formula)
 
 
@@ -152,9 +163,11 @@ class _MacCounter(TorchDispatchMode):
         if entry is not None:
             category, formula = entry
             first = out[0] if isinstance(out, (tuple, list)) else out
-            macs = int(formula(args, first))
-            self.result.total += macs
-            self.result.by_category[category] += macs
+            macs = formula(args, first)
+            # A formula may split its count over categories (an operator fusing several).
+            for name, count in (macs.items() if isinstance(macs, dict) else [(category, macs)]):
+                self.result.total += int(count)
+                self.result.by_category[name] += int(count)
         return out
 
 

@@ -55,8 +55,8 @@ def _available(backend: str, op_name: str, device: torch.device) -> bool:
         return True
     if backend in ("cpu", "cuda"):
         return device.type == backend and has_native_kernel(op_name, backend)
-    if backend == "triton":
-        return triton_available(device)
+    if backend == "triton":  # the inference operators have no Triton kernels
+        return op_name in OPERATORS and triton_available(device)
     return False
 
 

@@ -45,10 +45,12 @@ import torch.nn as nn
 
 from . import reference
 from ._dispatch import BACKENDS
+from ._extension import has_native_kernel
 from ._projected_bn import projected_batch_norm_affine
 from .ops.bidirectional_excitation import bidirectional_excitation
 from .ops.cross_segment_diff import cross_segment_diff
 from .ops.lateral_fuse import lateral_fuse
+from .ops.ltdm_mixture import ltdm_mixture
 from .ops.multiscale_sum import multiscale_sum
 from .ops.project_excite_shift import project_excite_shift
 from .ops.temporal_diff_pool import temporal_diff_pool
@@ -82,6 +84,49 @@ def _check_features(name: str, x: torch.Tensor, channels: int, num_segments: int
         raise ValueError(
             f"{name} expects (N*T, C, H, W) with C={channels} and N*T a multiple of "
             f"num_segments={num_segments}, got shape {tuple(x.shape)}")
+
+
+def _inference_kernel_applies(feat: torch.Tensor, convs: tuple[nn.Conv2d, ...]) -> bool:
+    """Whether an inference operator (no backward) may compute from ``feat`` with the weights
+    of ``convs``: nothing to differentiate, CPU float32/64 with the native kernel, eager mode
+    (torch.compile, tracing and ONNX export see the differentiable operators), no autocast."""
+    if torch.compiler.is_compiling():
+        return False
+    if feat.device.type != "cpu" or feat.dtype not in (torch.float32, torch.float64):
+        return False
+    if torch.is_grad_enabled() and (feat.requires_grad or any(
+            p.requires_grad for conv in convs for p in conv.parameters(recurse=False))):
+        return False
+    return (has_native_kernel("ltdm_mixture", "cpu") and not torch.is_autocast_enabled("cpu")
+            and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
+
+
+def _is_same_3x3(conv: nn.Module, groups: int) -> bool:
+    """``conv`` is the L-TDM's kind of 3x3 convolution: stride 1, padding 1, ``groups``."""
+    return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == groups
+            and conv.padding_mode == "zeros")
+
+
+def _eval_conv_affine(conv: nn.Conv2d, bn: nn.Module
+                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(weight, bias)`` of ``bn(conv(v))`` as one convolution, for a batch norm in eval mode
+    with running statistics or an identity (a batch norm already folded into ``conv``); None
+    for anything else (a batch norm normalising with batch statistics)."""
+    weight = conv.weight
+    bias = conv.bias if conv.bias is not None else weight.new_zeros(weight.shape[0])
+    if isinstance(bn, nn.Identity):
+        return weight, bias
+    if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.training or \
+            bn.running_mean is None:
+        return None
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return weight * scale.view(-1, 1, 1, 1), bias * scale + shift
 
 
 class LongTermTDM(nn.Module):
@@ -144,6 +189,9 @@ class LongTermTDM(nn.Module):
         [1] backward), the input of ``conv3`` (fused backends)."""
         _check_features("LongTermTDM", x, self.channels, self.num_segments)
         b = self.bn1(self.conv1(x))
+        mixed = self._inference_mixture(b)
+        if mixed is not None:
+            return mixed
         cb = self.conv2(b)
         diff, pooled = cross_segment_diff(b, cb, self.num_segments, backend=self.backend)
         # (2, NT, c, ...) -> (2*NT, c, ...): one convolution call serves both directions.
@@ -152,6 +200,23 @@ class LongTermTDM(nn.Module):
         small4 = self._per_direction_bn(self.bn3_smallscale4, self.conv3_smallscale4(diff))
         mixed = multiscale_sum(diff, small2, small4, backend=self.backend)
         return mixed.unflatten(0, (2, -1))
+
+    def _inference_mixture(self, b: torch.Tensor) -> torch.Tensor | None:
+        """The mixture by the one inference operator ``ltdm_mixture`` where it applies (eval
+        mode, nothing to differentiate, CPU float32/64, eager), else None."""
+        if self.training or self.backend not in ("auto", "cpu") or not _inference_kernel_applies(
+                b, (self.conv2, self.conv3_smallscale2, self.conv3_smallscale4)):
+            return None
+        c = b.shape[1]
+        if not (_is_same_3x3(self.conv2, c) and _is_same_3x3(self.conv3_smallscale2, 1)
+                and _is_same_3x3(self.conv3_smallscale4, 1)):
+            return None
+        small2 = _eval_conv_affine(self.conv3_smallscale2, self.bn3_smallscale2)
+        small4 = _eval_conv_affine(self.conv3_smallscale4, self.bn3_smallscale4)
+        if small2 is None or small4 is None:
+            return None
+        return ltdm_mixture(b, self.conv2.weight, self.conv2.bias, *small2, *small4,
+                            self.num_segments, backend=self.backend)
 
     def excitation_affine(self, mixed: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

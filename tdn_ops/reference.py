@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._operators import OPERATORS
+from ._operators import INFERENCE_OPERATORS, OPERATORS
 
-__all__ = list(OPERATORS)
+__all__ = list(OPERATORS) + list(INFERENCE_OPERATORS)
 
 
 def temporal_diff_pool(x: torch.Tensor, frames: int = 5, kernel_size: int = 2) -> torch.Tensor:
@@ -112,3 +112,25 @@ def project_excite_shift(
 def lateral_fuse(x: torch.Tensor, d: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
     """S-TDM lateral connection: ``alpha*x + beta*interpolate(d, x.size()[2:])``."""
     return alpha * x + beta * F.interpolate(d, size=x.shape[2:], mode="nearest")
+
+
+def ltdm_mixture(
+    feat: torch.Tensor,
+    align_weight: torch.Tensor,
+    align_bias: torch.Tensor | None,
+    pooled_weight: torch.Tensor,
+    pooled_bias: torch.Tensor,
+    full_weight: torch.Tensor,
+    full_bias: torch.Tensor,
+    num_segments: int,
+) -> torch.Tensor:
+    """The L-TDM's multiscale mixture of both directions, (2, N*T, c, H, W), from
+    ``feat = bn1(conv1(x))``: ``conv2``, the differences, the two small-scale branches (their
+    batch norms folded into ``*_weight`` and ``*_bias``) and their sum, as the module computes
+    them in eval mode."""
+    aligned = F.conv2d(feat, align_weight, align_bias, padding=1, groups=feat.shape[1])
+    diff, pooled = cross_segment_diff(feat, aligned, num_segments)
+    diff, pooled = diff.flatten(0, 1), pooled.flatten(0, 1)
+    small2 = F.conv2d(pooled, pooled_weight, pooled_bias, padding=1)
+    small4 = F.conv2d(diff, full_weight, full_bias, padding=1)
+    return multiscale_sum(diff, small2, small4).unflatten(0, (2, -1))

@@ -25,6 +25,8 @@ the first block of a stage runs at the previous stage's size, the others at the 
     excite_shift              x, y_fwd, y_bwd (NT, planes, H, W), weight (planes, 1, 3)
     project_excite_shift      x (NT, planes, H, W), mixed (2, NT, c, H, W), weight (planes, c),
                               scale, bias (2, planes), shift_weight (planes, 1, 3)
+    ltdm_mixture (inference)  feat (NT, c, H, W), align_weight (c, 1, 3, 3), align_bias,
+                              pooled_bias, full_bias (c,), pooled_weight, full_weight (c, c, 3, 3)
 
 A *site* names one of these places: "stdm.input", "stdm.fuse1", "stdm.fuse2", and "layerK"
 (the typical block of stage K, which is most of the stage's blocks) or "layerK.0" (its first).
@@ -158,6 +160,12 @@ def ltdm_sites(geo: Geometry, stage: Stage, first_block: bool) -> list[OpSite]:
         OpSite("project_excite_shift", site,
                {"x": big, "mixed": (2,) + small, "weight": (planes, c), "scale": (2, planes),
                 "bias": (2, planes), "shift_weight": (planes, 1, 3)},
+               {"num_segments": t}),
+        # Inference only (no backward): the whole mixture from bn1(conv1(x)).
+        OpSite("ltdm_mixture", site,
+               {"feat": small, "align_weight": (c, 1, 3, 3), "align_bias": (c,),
+                "pooled_weight": (c, c, 3, 3), "pooled_bias": (c,),
+                "full_weight": (c, c, 3, 3), "full_bias": (c,)},
                {"num_segments": t}),
     ]
 

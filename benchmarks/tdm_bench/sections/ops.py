@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+from tdn_ops import INFERENCE_OPERATORS
 
 from .. import implementations
 from ..shapes import Geometry, OpSite, operator_sites
@@ -50,6 +51,8 @@ OP_ARGS = {
     "project_excite_shift": OpArgs(
         ("x", "mixed", "weight", "scale", "bias", "shift_weight"),
         ("x", "mixed", "weight", "scale", "bias", "shift_weight")),
+    # An inference operator: timed forward only, on the devices with its kernel (CPU).
+    "ltdm_mixture": OpArgs((), ()),
 }
 
 
@@ -64,8 +67,8 @@ def _numel(shape) -> int:
 def make_inputs(site: OpSite, dtype: torch.dtype, device: torch.device,
                 requires_grad: bool, seed: int) -> dict[str, torch.Tensor]:
     """Random inputs for ``site``; the temporal-shift weight starts as the TSM shift
-    (docs/math.md §5), a projection weight (C, c) is scaled by 1/sqrt(c) as at initialisation
-    so that the logits stay of unit size."""
+    (docs/math.md §5), a projection weight (C, c) is scaled by 1/sqrt(c) and a 3x3 one by
+    1/sqrt(fan_in) as at initialisation, so that the outputs stay of unit size."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     tensors = {}
     for name, shape in site.shapes.items():
@@ -78,6 +81,8 @@ def make_inputs(site: OpSite, dtype: torch.dtype, device: torch.device,
             t += 0.01 * torch.randn(shape, generator=gen)
         elif name == "weight" and len(shape) == 2:
             t = torch.randn(shape, generator=gen) / math.sqrt(shape[1])
+        elif name.endswith("_weight") and len(shape) == 4:     # a 3x3 convolution's
+            t = torch.randn(shape, generator=gen) / math.sqrt(math.prod(shape[1:]))
         else:
             t = torch.randn(shape, generator=gen)
         t = t.to(device=device, dtype=dtype)
@@ -185,12 +190,21 @@ def _implementations(ctx) -> list[str]:
 
 def sites(ctx) -> tuple[Geometry, list[OpSite]]:
     geo = ctx.size.op_geometry(ctx.device, ctx.segments)
-    return geo, operator_sites(geo, ctx.size.stages_on(ctx.device), ctx.size.first_blocks)
+    found = operator_sites(geo, ctx.size.stages_on(ctx.device), ctx.size.first_blocks)
+    if ctx.device.type != "cpu":   # the inference operators have CPU kernels only
+        found = [s for s in found if s.op not in INFERENCE_OPERATORS]
+    return geo, found
+
+
+def passes_of(op: str, passes: tuple[str, ...]) -> tuple[str, ...]:
+    """The passes of ``passes`` that ``op`` has: an inference operator only its forward."""
+    return tuple(p for p in passes if p == "forward" or OP_ARGS[op].differentiable)
 
 
 def planned_steps(ctx) -> int:
     _, site_list = sites(ctx)
-    return (len(ctx.dtypes) * len(site_list) * len(ctx.size.passes_on(ctx.device))
+    passes = ctx.size.passes_on(ctx.device)
+    return (len(ctx.dtypes) * sum(len(passes_of(s.op, passes)) for s in site_list)
             * len(_implementations(ctx)))
 
 
@@ -216,7 +230,8 @@ def run(ctx) -> None:
             try:
                 bench = OperatorBench(site, dtype, ctx.device, ctx.rotate_cap_bytes)
             except Exception as exc:  # noqa: BLE001 - reported, the run goes on
-                add_error_rows(ctx, common, impls, passes, f"inputs: {type(exc).__name__}: {exc}")
+                add_error_rows(ctx, common, impls, passes_of(site.op, passes),
+                               f"inputs: {type(exc).__name__}: {exc}")
                 continue
             # The correctness guard also compiles the inference graph of "compiled": its time
             # is that graph's compile time; the other passes compile on their first call.
@@ -231,7 +246,7 @@ def run(ctx) -> None:
                 except Exception as exc:  # noqa: BLE001
                     fns.pop(impl, None)
                     max_errors[impl] = f"{type(exc).__name__}: {exc}"
-            for p in passes:
+            for p in passes_of(site.op, passes):
                 steps, failed = {}, {k: v for k, v in max_errors.items() if k not in fns}
                 build_s = {}                    # "backward" records (compiles) its graphs here
                 for impl, fn in fns.items():
