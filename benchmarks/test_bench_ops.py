@@ -18,9 +18,11 @@ import itertools
 import pytest
 import torch
 
+import tdn_ops
+
 from tdm_bench import implementations
 from tdm_bench.sections.common import DTYPES
-from tdm_bench.sections.ops import OperatorBench
+from tdm_bench.sections.ops import OperatorBench, passes_of
 from tdm_bench.shapes import Geometry, operator_sites
 from tdm_bench.timing import synchronize
 
@@ -49,6 +51,10 @@ def test_operator(benchmark, request, device, label, impl, pass_name):
     if device.type == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     site = _site(request, label)
+    if pass_name not in passes_of(site.op, PASSES):
+        pytest.skip(f"{site.op} is an inference operator: it has no backward")
+    if device.type != "cpu" and site.op in tdn_ops.INFERENCE_OPERATORS:
+        pytest.skip(f"{site.op} has a CPU kernel only")
     dtype = DTYPES[request.config.getoption("--tdn-dtype")]
     if impl == "fused":
         backends = implementations.fused_backends(device, (site.op,))
