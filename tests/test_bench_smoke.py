@@ -59,6 +59,27 @@ def test_summarise_quantiles():
     assert (t.median_s, t.q20_s, t.q80_s, t.reps, t.min_s) == (3.0, 1.8, 4.2, 5, 1.0)
 
 
+def test_round_robin_rotates_the_order():
+    """Every implementation runs first (and in every other place) equally often, so that no
+    one always follows the same neighbour."""
+    calls = []
+    steps = {name: (lambda i, name=name: calls.append(name)) for name in "abc"}
+    budget = timing.Budget(warmup=0, min_reps=6, max_reps=6, min_time_s=0.0)
+    timings, errors = timing.time_interleaved(steps, torch.device("cpu"), budget)
+    assert not errors and set(timings) == set("abc")
+    rounds = [calls[i:i + 3] for i in range(0, len(calls), 3)]
+    assert len(rounds) == 6 and all(sorted(r) == list("abc") for r in rounds)
+    for place in range(3):
+        assert sorted(r[place] for r in rounds) == sorted("abc" * 2)
+
+
+def test_inference_operators_are_timed_forward_only():
+    site = next(s for s in shapes.operator_sites(shapes.Geometry(videos=1), stages=("layer3",))
+                if s.op == "ltdm_mixture")
+    assert ops.passes_of(site.op, ops.PASSES) == ("forward",)
+    assert ops.passes_of("multiscale_sum", ops.PASSES) == ops.PASSES
+
+
 def test_csv_append_keeps_old_rows_and_unions_columns(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("run_id,legacy\nold,1\n")

@@ -105,8 +105,9 @@ def time_interleaved(steps: dict[str, Callable[[int], object]], device: torch.de
                      budget: Budget) -> tuple[dict[str, Timing], dict[str, str]]:
     """Median times of several implementations of one computation, timed round-robin.
 
-    Repetition ``i`` calls every implementation once, in turn, so a machine whose load drifts
-    (a shared CI box, other jobs) slows them all alike instead of whichever ran last. Rounds
+    Repetition ``i`` calls every implementation once, in turn (the order rotating by one per
+    round), so a machine whose load drifts (a shared CI box, other jobs) slows them all alike
+    instead of whichever ran last. Rounds
     continue until ``min_reps`` rounds are done and each implementation has run ``min_time_s``
     in total, or ``max_reps`` rounds. An implementation that raises is dropped and its error
     returned beside the timings of the others.
@@ -138,7 +139,13 @@ def time_interleaved(steps: dict[str, Callable[[int], object]], device: torch.de
     rounds = 0
     while live and rounds < budget.max_reps and (
             rounds < budget.min_reps or min(totals[n] for n in live) < budget.min_time_s):
-        for name, fn in list(live.items()):
+        # Each round starts one implementation later, so that every one runs in every place
+        # of the order equally often: on the 2-core VM a call that follows ~1 ms without
+        # native work (torch.compile's guards, Python) ran 40-100 us slower than one that
+        # follows a heavy call, which a fixed order charged to whichever came next.
+        order = list(live.items())
+        shift = rounds % len(order)
+        for name, fn in order[shift:] + order[:shift]:
             try:
                 elapsed = timed_call(fn, rounds, device)
             except Exception as exc:  # noqa: BLE001
