@@ -61,12 +61,15 @@ def test_summarise_quantiles():
 
 def test_round_robin_rotates_the_order():
     """Every implementation runs first (and in every other place) equally often, so that no
-    one always follows the same neighbour."""
-    calls = []
-    steps = {name: (lambda i, name=name: calls.append(name)) for name in "abc"}
+    one always follows the same neighbour, and every call reads a different input copy."""
+    calls, indices = [], []
+    steps = {name: (lambda i, name=name: (calls.append(name), indices.append(i)))
+             for name in "abc"}
     budget = timing.Budget(warmup=0, min_reps=6, max_reps=6, min_time_s=0.0)
     timings, errors = timing.time_interleaved(steps, torch.device("cpu"), budget)
     assert not errors and set(timings) == set("abc")
+    # Every call takes its own input copy index: none reads the copy the call before it read.
+    assert sorted(indices) == list(range(18))
     rounds = [calls[i:i + 3] for i in range(0, len(calls), 3)]
     assert len(rounds) == 6 and all(sorted(r) == list("abc") for r in rounds)
     for place in range(3):

@@ -6,9 +6,10 @@ when the work is done), and implementations compared with each other are timed r
 repetition is bracketed by CUDA events and the device is synchronised once per batch of calls,
 so launch overhead counts only where it stalls the GPU.
 
-Rotation: a benchmark owns ``k`` independent copies of its inputs and repetition ``i`` uses copy
-``i % k``, with ``k`` chosen so the copies together exceed the cache (see :func:`rotation_count`),
-so each call reads its inputs from memory, as a layer deep inside a network does.
+Rotation: a benchmark owns ``k`` independent copies of its inputs and call ``i`` uses copy
+``i % k`` (calls numbered across all the implementations of a round-robin), with ``k`` chosen so
+the copies together exceed the cache (see :func:`rotation_count`), so each call reads its inputs
+from memory, as a layer deep inside a network does.
 """
 
 from __future__ import annotations
@@ -136,6 +137,11 @@ def time_interleaved(steps: dict[str, Callable[[int], object]], device: torch.de
             del live[name]
     samples: dict[str, list[float]] = {name: [] for name in live}
     totals = dict.fromkeys(live, 0.0)
+    # Call index: every call of the run gets the next one, so consecutive calls take
+    # consecutive input copies (``i % k``) and each reads a copy no one touched for k calls,
+    # instead of the copy the implementation before it in the round has just brought into the
+    # cache.
+    slot = {name: s for s, name in enumerate(steps)}
     rounds = 0
     while live and rounds < budget.max_reps and (
             rounds < budget.min_reps or min(totals[n] for n in live) < budget.min_time_s):
@@ -147,7 +153,7 @@ def time_interleaved(steps: dict[str, Callable[[int], object]], device: torch.de
         shift = rounds % len(order)
         for name, fn in order[shift:] + order[:shift]:
             try:
-                elapsed = timed_call(fn, rounds, device)
+                elapsed = timed_call(fn, rounds * len(steps) + slot[name], device)
             except Exception as exc:  # noqa: BLE001
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 del live[name]
