@@ -86,11 +86,16 @@ def _check_features(name: str, x: torch.Tensor, channels: int, num_segments: int
             f"num_segments={num_segments}, got shape {tuple(x.shape)}")
 
 
+# torch.export's non-strict tracing runs the module's Python eagerly (is_compiling() is False
+# there): it must see the differentiable operators too, which every device has.
+_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+
+
 def _inference_kernel_applies(feat: torch.Tensor, convs: tuple[nn.Conv2d, ...]) -> bool:
     """Whether an inference operator (no backward) may compute from ``feat`` with the weights
     of ``convs``: nothing to differentiate, CPU float32/64 with the native kernel, eager mode
     (torch.compile, tracing and ONNX export see the differentiable operators), no autocast."""
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or _is_exporting():
         return False
     if feat.device.type != "cpu" or feat.dtype not in (torch.float32, torch.float64):
         return False
