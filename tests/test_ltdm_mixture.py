@@ -255,3 +255,15 @@ def test_model_logits_match_the_differentiable_path(depth, segments, channels_la
         folded = tdn.fold_batch_norm(copy.deepcopy(model))(x)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(folded, want, rtol=1e-9, atol=1e-9)
+
+
+def test_torch_export_sees_the_differentiable_operators():
+    """Non-strict torch.export runs the module's Python eagerly: even with nothing to
+    differentiate the program must hold the six portable operators, not the CPU-only one."""
+    mod = LongTermTDM(64, num_segments=2).eval().requires_grad_(False)
+    x = torch.randn(4, 64, 4, 4)
+    with torch.no_grad():
+        program = torch.export.export(mod, (x,), strict=False)
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert not any("ltdm_mixture" in t for t in targets)
+    assert any("multiscale_sum" in t for t in targets)
