@@ -74,6 +74,13 @@ def test_round_robin_rotates_the_order():
     assert len(rounds) == 6 and all(sorted(r) == list("abc") for r in rounds)
     for place in range(3):
         assert sorted(r[place] for r in rounds) == sorted("abc" * 2)
+    # ... and each follows each of the others equally often (a call after the compiled
+    # contender was slower on the 2-core VM, whatever its place in the round).
+    follows = [(calls[i - 1], calls[i]) for i in range(1, len(calls))]
+    for x in "abc":
+        before = [p for p, q in follows if q == x]
+        assert abs(before.count(chr(ord("a") + (ord(x) - ord("a") + 1) % 3))
+                   - before.count(chr(ord("a") + (ord(x) - ord("a") + 2) % 3))) <= 1
 
 
 def test_inference_operators_are_timed_forward_only():

@@ -107,7 +107,7 @@ def time_interleaved(steps: dict[str, Callable[[int], object]], device: torch.de
     """Median times of several implementations of one computation, timed round-robin.
 
     Repetition ``i`` calls every implementation once, in turn (the order rotating by one per
-    round), so a machine whose load drifts (a shared CI box, other jobs) slows them all alike
+    round and reversing every k rounds), so a machine whose load drifts (a shared CI box, other jobs) slows them all alike
     instead of whichever ran last. Rounds
     continue until ``min_reps`` rounds are done and each implementation has run ``min_time_s``
     in total, or ``max_reps`` rounds. An implementation that raises is dropped and its error
@@ -145,11 +145,15 @@ def time_interleaved(steps: dict[str, Callable[[int], object]], device: torch.de
     rounds = 0
     while live and rounds < budget.max_reps and (
             rounds < budget.min_reps or min(totals[n] for n in live) < budget.min_time_s):
-        # Each round starts one implementation later, so that every one runs in every place
-        # of the order equally often: on the 2-core VM a call that follows ~1 ms without
-        # native work (torch.compile's guards, Python) ran 40-100 us slower than one that
-        # follows a heavy call, which a fixed order charged to whichever came next.
+        # Each round starts one implementation later, and every k rounds the order reverses:
+        # over 2k rounds every implementation runs in every place equally often and follows
+        # each of its two neighbours in the order equally often (for k = 3, eager / compiled /
+        # fused, each of the others). On the 2-core VM a call that follows ~1 ms without native
+        # work (torch.compile's guards, Python) ran 40-100 us slower than one that follows a
+        # heavy call, which a fixed order charged to whichever came next.
         order = list(live.items())
+        if (rounds // len(order)) % 2:
+            order.reverse()
         shift = rounds % len(order)
         for name, fn in order[shift:] + order[:shift]:
             try:
