@@ -56,12 +56,13 @@ struct Lanes {
   typedef T uvec __attribute__((vector_size(sizeof(T) * L), aligned(alignof(T)), may_alias));
 };
 
-// out[q][:] = bias + sum over the 3x3 window at q and the C input channels (w is
-// [k][ci][co]), for q in [0, count); `row` is the bordered map's width in pixels.
-template <typename T, int C>
-TDN_VECTORIZE void conv3x3_fixed(const T* __restrict__ in, const T* __restrict__ w,
-                                 const T* __restrict__ bias, T* __restrict__ out, int64_t count,
-                                 int64_t row) {
+// The strip loop both fixed-size convolutions share: for q0 = 0, PX, 2 PX, ... < count, PX
+// pixels' accumulators start at the bias, `accumulate(q0, acc)` adds the window sums, and they
+// are stored at out[q0 .. q0+PX). Inlined into each caller's target clone.
+template <typename T, int C, typename Accumulate>
+__attribute__((always_inline)) inline void for_each_strip(const T* __restrict__ bias,
+                                                          T* __restrict__ out, int64_t count,
+                                                          Accumulate accumulate) {
   using LN = Lanes<T, C>;
   using V = typename LN::vec;
   using U = typename LN::uvec;
@@ -72,6 +73,25 @@ TDN_VECTORIZE void conv3x3_fixed(const T* __restrict__ in, const T* __restrict__
     V acc[PX][NV];
     _Pragma("GCC unroll 8") for (int p = 0; p < PX; ++p)
         _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) acc[p][v] = b[v];
+    accumulate(q0, acc);
+    _Pragma("GCC unroll 8") for (int p = 0; p < PX; ++p)
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v)
+            *reinterpret_cast<U*>(out + (q0 + p) * C + v * L) = acc[p][v];
+  }
+}
+
+// out[q][:] = bias + sum over the 3x3 window at q and the C input channels (w is
+// [k][ci][co]), for q in [0, count); `row` is the bordered map's width in pixels.
+template <typename T, int C>
+TDN_VECTORIZE void conv3x3_fixed(const T* __restrict__ in, const T* __restrict__ w,
+                                 const T* __restrict__ bias, T* __restrict__ out, int64_t count,
+                                 int64_t row) {
+  using LN = Lanes<T, C>;
+  using V = typename LN::vec;
+  using U = typename LN::uvec;
+  constexpr int NV = LN::NV, L = LN::L, PX = LN::PX;
+  for_each_strip<T, C>(bias, out, count, [&](int64_t q0, V (&acc)[PX][NV])
+                                              __attribute__((always_inline)) {
     for (int k = 0; k < 9; ++k) {
       const T* src = in + (q0 + (k / 3) * row + k % 3) * C;
       const T* wk = w + k * C * C;
@@ -85,10 +105,7 @@ TDN_VECTORIZE void conv3x3_fixed(const T* __restrict__ in, const T* __restrict__
         }
       }
     }
-    _Pragma("GCC unroll 8") for (int p = 0; p < PX; ++p)
-        _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v)
-            *reinterpret_cast<U*>(out + (q0 + p) * C + v * L) = acc[p][v];
-  }
+  });
 }
 
 // The same for any c, one pixel at a time.
@@ -120,12 +137,8 @@ TDN_VECTORIZE void depthwise3x3_fixed(const T* __restrict__ in, const T* __restr
   using V = typename LN::vec;
   using U = typename LN::uvec;
   constexpr int NV = LN::NV, L = LN::L, PX = LN::PX;
-  V b[NV];
-  for (int v = 0; v < NV; ++v) b[v] = *reinterpret_cast<const U*>(bias + v * L);
-  for (int64_t q0 = 0; q0 < count; q0 += PX) {
-    V acc[PX][NV];
-    _Pragma("GCC unroll 8") for (int p = 0; p < PX; ++p)
-        _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) acc[p][v] = b[v];
+  for_each_strip<T, C>(bias, out, count, [&](int64_t q0, V (&acc)[PX][NV])
+                                              __attribute__((always_inline)) {
     _Pragma("GCC unroll 9") for (int k = 0; k < 9; ++k) {
       const T* src = in + (q0 + (k / 3) * row + k % 3) * C;
       _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
@@ -134,10 +147,7 @@ TDN_VECTORIZE void depthwise3x3_fixed(const T* __restrict__ in, const T* __restr
             acc[p][v] += wv * *reinterpret_cast<const U*>(src + p * C + v * L);
       }
     }
-    _Pragma("GCC unroll 8") for (int p = 0; p < PX; ++p)
-        _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v)
-            *reinterpret_cast<U*>(out + (q0 + p) * C + v * L) = acc[p][v];
-  }
+  });
 }
 
 template <typename T>
@@ -155,24 +165,19 @@ TDN_VECTORIZE void depthwise3x3_generic(const T* __restrict__ in, const T* __res
   }
 }
 
-// C = 0: the run-time channel count c (any c); otherwise C == c, fixed at compile time.
-template <typename T, int C>
+// A 3x3 convolution (kDepthwise: the depthwise one) on the fixed-size path when C > 0 (C == c),
+// the generic one for C = 0 (any run-time channel count c).
+template <typename T, int C, bool kDepthwise>
 void conv3x3(const T* in, const T* w, const T* bias, T* out, int64_t count, int64_t row,
              int64_t c) {
-  if constexpr (C > 0) {
+  if constexpr (C > 0 && kDepthwise) {
+    depthwise3x3_fixed<T, C>(in, w, bias, out, count, row);
+  } else if constexpr (C > 0) {
     conv3x3_fixed<T, C>(in, w, bias, out, count, row);
+  } else if constexpr (kDepthwise) {
+    depthwise3x3_generic<T>(in, w, bias, out, count, row, c);
   } else {
     conv3x3_generic<T>(in, w, bias, out, count, row, c);
-  }
-}
-
-template <typename T, int C>
-void depthwise3x3(const T* in, const T* w, const T* bias, T* out, int64_t count, int64_t row,
-                  int64_t c) {
-  if constexpr (C > 0) {
-    depthwise3x3_fixed<T, C>(in, w, bias, out, count, row);
-  } else {
-    depthwise3x3_generic<T>(in, w, bias, out, count, row, c);
   }
 }
 
@@ -294,7 +299,7 @@ void mixture_kernel(const at::Tensor& feat_cl, const MixtureWeights<T>& wts, int
     std::vector<T> bp(static_cast<size_t>(bordered), T(0));
     for (int64_t f = f0; f < f1; ++f) {
       fill_interior<T>(B + f * frame, W, nullptr, 0, bp.data(), H, W, c);
-      depthwise3x3<T, C>(bp.data(), wts.align.data(), wts.align_bias.data(),
+      conv3x3<T, C, true>(bp.data(), wts.align.data(), wts.align_bias.data(),
                          aligned.data() + f * count * c, count, W + 2, c);
     }
   });
@@ -328,10 +333,10 @@ void mixture_kernel(const at::Tensor& feat_cl, const MixtureWeights<T>& wts, int
           std::copy_n(wts.full_bias.data(), c, small4.data() + q * c);
       } else {
         pool2x2<T, C>(dp.data(), pp.data(), W, h, w, c);
-        conv3x3<T, C>(pp.data(), wts.pooled.data(), wts.pooled_bias.data(), small2.data(),
-                      count_small, w + 2, c);
-        conv3x3<T, C>(dp.data(), wts.full.data(), wts.full_bias.data(), small4.data(), count,
-                      W + 2, c);
+        conv3x3<T, C, false>(pp.data(), wts.pooled.data(), wts.pooled_bias.data(),
+                             small2.data(), count_small, w + 2, c);
+        conv3x3<T, C, false>(dp.data(), wts.full.data(), wts.full_bias.data(), small4.data(),
+                             count, W + 2, c);
       }
       T* dst = cl_out ? O + d * sd + f * sf : staged.data();
       for (int64_t y = 0; y < H; ++y)
