@@ -191,7 +191,9 @@ class LongTermTDM(nn.Module):
 
     def mixture(self, x: torch.Tensor) -> torch.Tensor:
         """(2, N*T, c, H, W): the multiscale mixture ``m`` of each direction ([0] forward,
-        [1] backward), the input of ``conv3`` (fused backends)."""
+        [1] backward), the input of ``conv3`` (fused backends). In eval mode with nothing to
+        differentiate, on CPU, one inference operator (``ltdm_mixture``) computes it; otherwise
+        the six differentiable operators below."""
         _check_features("LongTermTDM", x, self.channels, self.num_segments)
         b = self.bn1(self.conv1(x))
         mixed = self._inference_mixture(b)
