@@ -87,16 +87,15 @@ TDN_VECTORIZE void conv3x3_fixed(const T* __restrict__ in, const T* __restrict__
                                  const T* __restrict__ bias, T* __restrict__ out, int64_t count,
                                  int64_t row) {
   using LN = Lanes<T, C>;
-  using V = typename LN::vec;
   using U = typename LN::uvec;
-  constexpr int NV = LN::NV, L = LN::L, PX = LN::PX;
-  for_each_strip<T, C>(bias, out, count, [&](int64_t q0, V (&acc)[PX][NV])
+  for_each_strip<T, C>(bias, out, count, [&](int64_t q0, auto& acc)
                                               __attribute__((always_inline)) {
+    constexpr int NV = LN::NV, L = LN::L, PX = LN::PX;
     for (int k = 0; k < 9; ++k) {
       const T* src = in + (q0 + (k / 3) * row + k % 3) * C;
       const T* wk = w + k * C * C;
       for (int ci = 0; ci < C; ++ci) {
-        V wv[NV];
+        typename LN::vec wv[NV];
         _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v)
             wv[v] = *reinterpret_cast<const U*>(wk + ci * C + v * L);
         _Pragma("GCC unroll 8") for (int p = 0; p < PX; ++p) {
@@ -134,15 +133,14 @@ TDN_VECTORIZE void depthwise3x3_fixed(const T* __restrict__ in, const T* __restr
                                       const T* __restrict__ bias, T* __restrict__ out,
                                       int64_t count, int64_t row) {
   using LN = Lanes<T, C>;
-  using V = typename LN::vec;
   using U = typename LN::uvec;
-  constexpr int NV = LN::NV, L = LN::L, PX = LN::PX;
-  for_each_strip<T, C>(bias, out, count, [&](int64_t q0, V (&acc)[PX][NV])
+  for_each_strip<T, C>(bias, out, count, [&](int64_t q0, auto& acc)
                                               __attribute__((always_inline)) {
+    constexpr int NV = LN::NV, L = LN::L, PX = LN::PX;
     _Pragma("GCC unroll 9") for (int k = 0; k < 9; ++k) {
       const T* src = in + (q0 + (k / 3) * row + k % 3) * C;
       _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
-        const V wv = *reinterpret_cast<const U*>(w + k * C + v * L);
+        const typename LN::vec wv = *reinterpret_cast<const U*>(w + k * C + v * L);
         _Pragma("GCC unroll 8") for (int p = 0; p < PX; ++p)
             acc[p][v] += wv * *reinterpret_cast<const U*>(src + p * C + v * L);
       }
