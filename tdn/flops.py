@@ -93,6 +93,7 @@ ATEN_MACS: dict[object, tuple[str, Callable]] = {
     aten.mean: ("global pool", _spatial_mean),
 }
 
+
 def _mixture_macs(feat) -> dict[str, int]:
     nt, c, h, w = feat.shape
     small = 2 * nt * c * (h // 2) * (w // 2)

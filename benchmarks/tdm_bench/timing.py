@@ -107,8 +107,8 @@ def time_interleaved(steps: dict[str, Callable[[int], object]], device: torch.de
     """Median times of several implementations of one computation, timed round-robin.
 
     Repetition ``i`` calls every implementation once, in turn (the order rotating by one per
-    round and reversing every k rounds), so a machine whose load drifts (a shared CI box, other jobs) slows them all alike
-    instead of whichever ran last. Rounds
+    round and reversing every k rounds), so a machine whose load drifts (a shared CI box, other
+    jobs) slows them all alike instead of whichever ran last. Rounds
     continue until ``min_reps`` rounds are done and each implementation has run ``min_time_s``
     in total, or ``max_reps`` rounds. An implementation that raises is dropped and its error
     returned beside the timings of the others.
