@@ -91,19 +91,29 @@ def _check_features(name: str, x: torch.Tensor, channels: int, num_segments: int
 _is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
 
 
+@torch.compiler.assume_constant_result
+def _has_mixture_kernel() -> bool:
+    # A dispatcher-table lookup Dynamo cannot trace; it is fixed once tdn_ops._C has loaded.
+    return has_native_kernel("ltdm_mixture", "cpu")
+
+
 def _inference_kernel_applies(feat: torch.Tensor, convs: tuple[nn.Conv2d, ...]) -> bool:
     """Whether an inference operator (no backward) may compute from ``feat`` with the weights
-    of ``convs``: nothing to differentiate, CPU float32/64 with the native kernel, eager mode
-    (torch.compile, tracing and ONNX export see the differentiable operators), no autocast."""
-    if torch.compiler.is_compiling() or _is_exporting():
+    of ``convs``: nothing to differentiate, CPU float32/64 with the native kernel, no autocast,
+    eagerly or under torch.compile (whose graphs run where they were compiled, and which
+    guards on grad mode and ``requires_grad``). torch.export, tracing and ONNX export see the
+    differentiable operators, which every device has."""
+    if _is_exporting():
+        return False
+    if not torch.compiler.is_compiling() and (
+            torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
         return False
     if feat.device.type != "cpu" or feat.dtype not in (torch.float32, torch.float64):
         return False
     if torch.is_grad_enabled() and (feat.requires_grad or any(
             p.requires_grad for conv in convs for p in conv.parameters(recurse=False))):
         return False
-    return (has_native_kernel("ltdm_mixture", "cpu") and not torch.is_autocast_enabled("cpu")
-            and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
+    return _has_mixture_kernel() and not torch.is_autocast_enabled("cpu")
 
 
 def _is_same_3x3(conv: nn.Module, groups: int) -> bool:
@@ -210,7 +220,7 @@ class LongTermTDM(nn.Module):
 
     def _inference_mixture(self, b: torch.Tensor) -> torch.Tensor | None:
         """The mixture by the one inference operator ``ltdm_mixture`` where it applies (eval
-        mode, nothing to differentiate, CPU float32/64, eager), else None."""
+        mode, nothing to differentiate, CPU float32/64, eager or compiled), else None."""
         if self.training or self.backend not in ("auto", "cpu") or not _inference_kernel_applies(
                 b, (self.conv2, self.conv3_smallscale2, self.conv3_smallscale4)):
             return None

@@ -235,6 +235,43 @@ def test_module_uses_it_in_eval_without_grad(monkeypatch):
     assert len(calls) == 2
 
 
+def _compiled_targets(module, x, grad: bool):
+    """The operators torch.compile's graph of ``module(x)`` calls, and its output."""
+    targets = set()
+
+    def record(gm, example_inputs):
+        targets.update(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    torch._dynamo.reset()
+    with torch.set_grad_enabled(grad):
+        out = torch.compile(module, backend=record, fullgraph=True)(x)
+    torch._dynamo.reset()
+    return targets, out
+
+
+def test_compiled_module_uses_it_in_eval_without_grad():
+    """torch.compile of an eval-mode L-TDM with nothing to differentiate keeps the inference
+    operator in its graph (it guards on grad mode), and computes what the eager module does."""
+    torch.manual_seed(0)
+    mod = LongTermTDM(64, num_segments=2).eval()
+    _randomise_batch_norms(mod)
+    x = torch.randn(4, 64, 5, 6)
+    targets, out = _compiled_targets(mod, x, grad=False)
+    assert any("ltdm_mixture" in t for t in targets)
+    assert not any("multiscale_sum" in t for t in targets)
+    with torch.no_grad():
+        torch.testing.assert_close(out, mod(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["training", "grad enabled"])
+def test_compiled_module_takes_the_differentiable_path_when_needed(mode):
+    mod = LongTermTDM(64, num_segments=2).train(mode == "training")
+    targets, _ = _compiled_targets(mod, torch.randn(4, 64, 4, 4), grad=True)
+    assert not any("ltdm_mixture" in t for t in targets)
+    assert any("multiscale_sum" in t for t in targets)
+
+
 @pytest.mark.parametrize("depth,segments,channels_last",
                          list(itertools.product((18, 50), (1, 8), (False, True)))[::3] +
                          [(50, 8, True)])
