@@ -117,6 +117,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channels-last", action="store_true",
                         help="run the whole-model section (all three models and the input) in "
                              "channels_last instead of the contiguous layout")
+    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                        help="on a CPU, 'keep' (default) makes glibc keep freed memory for "
+                        "reuse (tdn.keep_freed_cpu_memory), as `tdn predict` does, so that no "
+                        "contender pays page faults for fresh feature maps on every call; "
+                        "'default' leaves the allocator as it is")
     parser.add_argument("--note", default="", help="free text stored with the run")
     args = parser.parse_args(argv)
 
@@ -158,11 +163,26 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="timing", dynamic_ncols=True, file=sys.stderr)
 
 
+def _set_up_malloc(choice: str, device: torch.device) -> str:
+    """Apply ``--malloc`` before anything is allocated; how the run allocates, in words."""
+    from tdn.cpu_memory import keep_freed_cpu_memory, preloaded_allocator
+
+    other = preloaded_allocator()
+    if other:
+        return f"{other} (preloaded)"
+    if device.type != "cpu" or choice == "default":
+        return "default"
+    if keep_freed_cpu_memory():
+        return "keep (glibc keeps freed blocks up to 32 MiB: tdn.keep_freed_cpu_memory)"
+    return "default (keep_freed_cpu_memory could not apply: not glibc)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore", message=".*TF32.*")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    malloc = _set_up_malloc(args.malloc, args.device)
     if args.device.type == "cuda":
         torch.cuda.set_device(args.device)
         # As in the authors' training code: cuDNN picks the fastest convolution algorithms
@@ -180,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     env = results.environment(args.device, size.name, REPO,
                               sys.argv[:1] + list(argv if argv is not None else sys.argv[1:]))
     env["note"] = args.note
+    env["malloc"] = malloc
     if args.device.type == "cuda":
         env["cudnn_benchmark"] = torch.backends.cudnn.benchmark
         env["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
@@ -202,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_tdm: {env['device_name']} | torch {env['torch']} | commit {env['commit']} | "
           f"size {size.name} | sections {','.join(args.sections)} | dtypes "
           f"{','.join(map(str, args.dtypes))}".replace("torch.", ""))
+    if args.device.type == "cpu":
+        print(f"malloc: {malloc}")
     print(f"fused backends: {', '.join(chosen) or 'none'}"
           + ("" if chosen else " (only the reference runs: build tdn_ops._C for 'cpu'/'cuda')")
           + ("" if args.backends is None or set(args.backends) <= set(available)

@@ -31,6 +31,7 @@ _EXPORTS = {
     "load_imagenet_weights": "tdn.models.imagenet",
     "count_macs": "tdn.flops",
     "count_params": "tdn.flops",
+    "keep_freed_cpu_memory": "tdn.cpu_memory",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -79,6 +79,27 @@ def add_decoder_option(parser, default: str = "auto") -> None:
                         default=default, help=DECODER_HELP + " (default %(default)s)")
 
 
+def add_keep_memory_option(parser) -> None:
+    """``--no-keep-memory`` for the inference commands (see :func:`keep_memory_on_cpu`)."""
+    parser.add_argument("--no-keep-memory", dest="keep_memory", action="store_false",
+                        help="on a CPU, leave the C library's allocator as it is (default: "
+                             "keep freed memory for the next batch, tdn.keep_freed_cpu_memory, "
+                             "which saved 17-19%% of a forward on the benchmark machine)")
+
+
+def keep_memory_on_cpu(args, device: str) -> None:
+    """Before any work: unless ``--no-keep-memory``, make an inference run on ``device`` (as
+    given on the command line) keep freed feature maps for reuse."""
+    if not getattr(args, "keep_memory", True):
+        return
+    from ..engine.distributed import resolve_device
+
+    if resolve_device(device).type == "cpu":
+        from ..cpu_memory import keep_freed_cpu_memory
+
+        keep_freed_cpu_memory()
+
+
 def add_settings(group, options: dict[str, dict], settings: type, *,
                  command_line_value: Callable[[str, Any], Any] = lambda name, value: value):
     """One option per entry of ``options`` (field name -> argparse keywords), for the fields of

@@ -21,8 +21,8 @@ import argparse
 import dataclasses
 import os
 
-from .common import (add_data_options, add_runtime_options, positive_int, print_json_line,
-                     setup_logging)
+from .common import (add_data_options, add_keep_memory_option, add_runtime_options,
+                     keep_memory_on_cpu, positive_int, print_json_line, setup_logging)
 
 FUSIONS = ("softmax", "logits")  # tdn.engine.video_scores.FUSIONS (which imports torch)
 
@@ -59,6 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=positive_int, default=8, help="videos per batch")
     add_data_options(parser)
     add_runtime_options(parser)
+    add_keep_memory_option(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -68,6 +69,7 @@ def run(args) -> int:
 
     rank = int(os.environ.get("RANK", "0"))
     setup_logging(rank)
+    keep_memory_on_cpu(args, args.device)
     # Every EvalConfig field is an option of the same name.
     config = EvalConfig(**{spec.name: getattr(args, spec.name)
                            for spec in dataclasses.fields(EvalConfig)})

@@ -14,7 +14,8 @@ import argparse
 import json
 import sys
 
-from .common import add_decoder_option, positive_int, setup_logging
+from .common import (add_decoder_option, add_keep_memory_option, keep_memory_on_cpu,
+                     positive_int, setup_logging)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -39,6 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--backend", default=None, help="tdn_ops backend")
     parser.add_argument("--json", action="store_true", help="one JSON object per video")
+    add_keep_memory_option(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -51,6 +53,7 @@ def run(args) -> int:
 
     setup_logging()
     device = resolve_device(args.device)
+    keep_memory_on_cpu(args, args.device)
     network, config = load_model_for_inference(args.checkpoint, args.arch, args.num_classes,
                                                args.segments, args.backend, device,
                                                optimize=True)
