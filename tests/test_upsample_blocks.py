@@ -56,3 +56,29 @@ def test_multiscale_sum_blocks_match_the_reference(full, small):
     for a, b in zip(torch.autograd.grad(got, inputs, g), torch.autograd.grad(want, inputs, g),
                     strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+# Exactly doubled float32 maps in the contiguous layout take the vector kernels, which are
+# specialised for the source widths TDN has (7, 14, 28, 56) and take any other width at run
+# time (3, 10, 20, 33 here: one and two partial vectors per row). They round every product
+# and sum as the reference's separate operations do, so values and gradients match exactly.
+@pytest.mark.parametrize("w", [3, 7, 10, 14, 20, 28, 33, 56])
+def test_doubled_float32_kernels_equal_the_reference_exactly(w):
+    g = torch.Generator().manual_seed(w)
+    full, small = (3, 5, 2 * w, 2 * w), (3, 5, w, w)
+    x = torch.randn(full, generator=g).requires_grad_()
+    d = torch.randn(small, generator=g).requires_grad_()
+    b = torch.randn(full, generator=g).requires_grad_()
+    grad = torch.randn(full, generator=g)
+    got = tdn_ops.lateral_fuse(x, d, 0.5, 0.25, backend="cpu")
+    want = reference.lateral_fuse(x, d, 0.5, 0.25)
+    assert torch.equal(got, want)
+    for a, e in zip(torch.autograd.grad(got, (x, d), grad),
+                    torch.autograd.grad(want, (x, d), grad), strict=True):
+        assert torch.equal(a, e)
+    got = tdn_ops.multiscale_sum(x, d, b, backend="cpu")
+    want = reference.multiscale_sum(x, d, b)
+    assert torch.equal(got, want)
+    for a, e in zip(torch.autograd.grad(got, (x, d, b), grad),
+                    torch.autograd.grad(want, (x, d, b), grad), strict=True):
+        assert torch.equal(a, e)

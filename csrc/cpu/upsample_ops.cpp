@@ -11,6 +11,7 @@
 #include "cpu_kernels.h"
 
 #include <memory>
+#include <type_traits>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -112,10 +113,28 @@ inline __mmask16 __attribute__((target("avx512f"))) lanes(int64_t n) {
   return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
 }
 
-// out = (ca*a + cu*up(s)) [+ cb*b] for output rows 2K, 2K+1 of source rows K in [k0, k1).
+// The kernels below take the source width as a template argument (kW > 0) for the widths TDN
+// has (7, 14, 28, 56): with it known the compiler unrolls a row into straight-line vector code
+// with constant masks, which measured twice as fast as the same loop over a runtime width
+// (lateral_fuse at 56x56, 1 thread: 1.03-1.5 ms against 0.6-0.7 ms). kW = 0 reads w_rt.
+template <typename F>
+void with_static_width(int64_t w, F&& f) {
+  switch (w) {
+    case 7: return f(std::integral_constant<int, 7>{});
+    case 14: return f(std::integral_constant<int, 14>{});
+    case 28: return f(std::integral_constant<int, 28>{});
+    case 56: return f(std::integral_constant<int, 56>{});
+    default: return f(std::integral_constant<int, 0>{});
+  }
+}
+
+// out = (ca*a + cu*up(s)) [+ cb*b if kThree] for output rows 2K, 2K+1 of source rows K in
+// [k0, k1).
+template <int kW, bool kThree>
 __attribute__((target("avx512f"))) void doubled_combine_avx512(
     const float* __restrict__ a, const float* __restrict__ s, const float* __restrict__ b,
-    float* __restrict__ out, int64_t k0, int64_t k1, int64_t w, float ca, float cu, float cb) {
+    float* __restrict__ out, int64_t k0, int64_t k1, int64_t w_rt, float ca, float cu, float cb) {
+  const int64_t w = kW > 0 ? kW : w_rt;
   const int64_t W = 2 * w;
   const __m512 va = _mm512_set1_ps(ca), vu = _mm512_set1_ps(cu), vb = _mm512_set1_ps(cb);
   const __m512i dup_lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
@@ -131,7 +150,7 @@ __attribute__((target("avx512f"))) void doubled_combine_avx512(
         const int64_t off = (2 * k + r) * W + 2 * j0;
         __m512 o0 = add(mul(va, _mm512_maskz_loadu_ps(m0, a + off)), u0);
         __m512 o1 = add(mul(va, _mm512_maskz_loadu_ps(m1, a + off + 16)), u1);
-        if (b) {
+        if constexpr (kThree) {
           o0 = add(o0, mul(vb, _mm512_maskz_loadu_ps(m0, b + off)));
           o1 = add(o1, mul(vb, _mm512_maskz_loadu_ps(m1, b + off + 16)));
         }
@@ -144,9 +163,11 @@ __attribute__((target("avx512f"))) void doubled_combine_avx512(
 
 // scaled_g = gs*g over output rows 2K, 2K+1 and gsmall row K = the 2x2 windows of ss*g in
 // ATen's order ((0 + g00) + g01) + g10) + g11, for source rows K in [k0, k1): one pass over g.
+template <int kW>
 __attribute__((target("avx512f"))) void doubled_backward_avx512(
     const float* __restrict__ g, float* __restrict__ scaled_g, float gs,
-    float* __restrict__ gsmall, float ss, int64_t k0, int64_t k1, int64_t w) {
+    float* __restrict__ gsmall, float ss, int64_t k0, int64_t k1, int64_t w_rt) {
+  const int64_t w = kW > 0 ? kW : w_rt;
   const int64_t W = 2 * w;
   const __m512 vg = _mm512_set1_ps(gs), vs = _mm512_set1_ps(ss);
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -198,9 +219,15 @@ bool doubled_combine(const UpsampleGeometry& geo, const scalar_t* a, const scala
 #ifdef TDN_UPSAMPLE_AVX512
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (!use_doubled_avx512<scalar_t>(geo)) return false;
-    at::parallel_for(0, geo.planes * geo.h, doubled_grain(geo), [&](int64_t k0, int64_t k1) {
-      doubled_combine_avx512(a, small, b, out, k0, k1, geo.w, static_cast<float>(ca),
-                             static_cast<float>(cu), static_cast<float>(cb));
+    with_static_width(geo.w, [&](auto kw) {
+      at::parallel_for(0, geo.planes * geo.h, doubled_grain(geo), [&](int64_t k0, int64_t k1) {
+        const float fa = static_cast<float>(ca), fu = static_cast<float>(cu);
+        if (b)
+          doubled_combine_avx512<kw(), true>(a, small, b, out, k0, k1, geo.w, fa, fu,
+                                             static_cast<float>(cb));
+        else
+          doubled_combine_avx512<kw(), false>(a, small, b, out, k0, k1, geo.w, fa, fu, 0.f);
+      });
     });
     return true;
   }
@@ -214,9 +241,11 @@ bool doubled_backward(const UpsampleGeometry& geo, const scalar_t* g, scalar_t* 
 #ifdef TDN_UPSAMPLE_AVX512
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (!use_doubled_avx512<scalar_t>(geo)) return false;
-    at::parallel_for(0, geo.planes * geo.h, doubled_grain(geo), [&](int64_t k0, int64_t k1) {
-      doubled_backward_avx512(g, scaled_g, static_cast<float>(gs), gsmall,
-                              static_cast<float>(ss), k0, k1, geo.w);
+    with_static_width(geo.w, [&](auto kw) {
+      at::parallel_for(0, geo.planes * geo.h, doubled_grain(geo), [&](int64_t k0, int64_t k1) {
+        doubled_backward_avx512<kw()>(g, scaled_g, static_cast<float>(gs), gsmall,
+                                      static_cast<float>(ss), k0, k1, geo.w);
+      });
     });
     return true;
   }
