@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import tdn_ops
+from tdn_ops import reference
 
 pytestmark = pytest.mark.skipif(not tdn_ops.NATIVE_AVAILABLE,
                                 reason="tdn_ops._C is not built: the CPU kernels are missing")
@@ -206,3 +207,24 @@ def test_frames_larger_than_a_forward_tile(dtype, channels_last):
     torch.testing.assert_close(out, ref_out, **tol)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, **tol)
+
+
+# Float channels_last tiles on an AVX-512 CPU project in registers, 64 channels at a time and
+# then 16 (C = 128, 80 = 64 + 16, 48 = 3 x 16), other channel counts (40: a 16-channel block
+# and a rest) through the gemm; `mixed` dense or laid out as the L-TDM makes it (channels
+# last per frame). Whichever path runs, the forward equals the float64 reference to float
+# rounding.
+@pytest.mark.parametrize("channels,mid", [(128, 8), (80, 5), (48, 3), (40, 4)])
+@pytest.mark.parametrize("mixed_layout", ["dense", "frames_channels_last"])
+def test_channels_last_float_forward_matches_the_reference(channels, mid, mixed_layout):
+    x, mixed, weight, scale, bias, shift_weight, t = _args(
+        n=1, t=4, channels=channels, mid=mid, h=5, w=6, channels_last=True)
+    if mixed_layout == "dense":
+        mixed = mixed.contiguous()
+    with torch.no_grad():
+        got = tdn_ops.project_excite_shift(x, mixed, weight, scale, bias, shift_weight, t,
+                                           backend="cpu")
+        want = reference.project_excite_shift(
+            *(a.double() for a in (x, mixed, weight, scale, bias, shift_weight)), t)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got.double(), want, rtol=2e-5, atol=2e-5)
