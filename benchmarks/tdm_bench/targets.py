@@ -176,10 +176,10 @@ class ModelTarget:
 
 _SHARE = "the fused operators replace a small share of the model's time (see the modules table)"
 _LTDM = ("TDN's extra work is either small convolutions (the S-TDM stem and its layer1 copy, "
-         "the L-TDM's c = C/16-channel ones), which run below the big convolutions' FLOP rate, "
-         "or elementwise work the FLOP count leaves out: project_excite_shift's two sigmoids "
-         "per element of x (about 13 ms per clip on the 2-core CPU, half the fused operators' "
-         "time in the packed forward)")
+         "the L-TDM's c = C/16-channel ones, whose 1x1 conv1 takes 6-8 ms per clip on the "
+         "2-core CPU), which run below the big convolutions' FLOP rate, or elementwise work "
+         "the FLOP count leaves out: project_excite_shift's two sigmoids per element of x "
+         "(about 11 ms per clip there, half the fused operators' time in the packed forward)")
 _SAVED = ("activations the backbone's convolutions save for the backward dominate the peak; "
           "the fused operators already save only their inputs")
 _COMPILE = ("torch.compile fuses the reference's elementwise chains and batch norms as well; "
