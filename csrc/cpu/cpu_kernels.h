@@ -35,6 +35,17 @@ constexpr int64_t kChunk = 512;
 #define TDN_VECTORIZE
 #endif
 
+// Whether this CPU runs AVX-512F, for the kernels written with its intrinsics (checked once,
+// at their first call; the other kernels pick their clone when the library loads).
+inline bool cpu_has_avx512f() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+#else
+  return false;
+#endif
+}
+
 // `n` elements of `src` as acc_t<T>: no copy when T already is acc_t<T>, else converted into
 // `buf`. Lets every kernel keep a single arithmetic path for all four dtypes.
 template <typename T, typename A = acc_t<T>>

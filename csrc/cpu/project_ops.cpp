@@ -518,11 +518,6 @@ at::Tensor mixed_in_layout(const at::Tensor& mixed, at::MemoryFormat fmt) {
 #if defined(__GNUC__) && defined(__x86_64__)
 #define TDN_PROJECT_AVX512 1
 
-bool have_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
-}
-
 // fast_expf (cpu_kernels.h) on 16 floats, step for step.
 __attribute__((target("avx512f"))) inline __m512 exp16(__m512 x) {
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
@@ -629,7 +624,7 @@ void forward_tasks(const ProjectGeometry& geo, const Params<acc_t<scalar_t>>& pr
   // registers, frame by frame (project_excite_frame_avx512): on TDN-ResNet50's 13 calls of a
   // clip, interleaved in one process on the 2-core machine, 12.5-14.8 -> 10.8-12.2 ms against
   // the stacked gemm below, the same bits (MKL sums these c-deep products in the same order).
-  const bool fused_projection = geo.channels_last && have_avx512();
+  const bool fused_projection = geo.channels_last && cpu_has_avx512f();
 #else
   const bool fused_projection = false;
 #endif

@@ -95,11 +95,6 @@ inline void quad_row(const A* __restrict__ r0, const A* __restrict__ r1, A s, T*
 // staging buffer. With H = 2h the source row of output row R of the flattened tensor is R/2
 // across planes too, so the work is a flat range of source rows.
 #ifdef TDN_UPSAMPLE_AVX512
-bool have_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
-}
-
 // Products and sums through the rounding builtins, which the compiler never fuses into an
 // FMA: each one is rounded as in the reference's separate elementwise operations.
 inline __m512 __attribute__((target("avx512f"))) mul(__m512 x, __m512 y) {
@@ -197,7 +192,7 @@ template <typename scalar_t>
 bool use_doubled_avx512(const UpsampleGeometry& geo) {
 #ifdef TDN_UPSAMPLE_AVX512
   return std::is_same_v<scalar_t, float> && geo.V == 1 && geo.W == 2 * geo.w &&
-         geo.H == 2 * geo.h && have_avx512();
+         geo.H == 2 * geo.h && cpu_has_avx512f();
 #else
   return false;
 #endif
