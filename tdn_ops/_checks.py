@@ -33,23 +33,35 @@ def tensor(name: str, t: object, ndim: int | None = None, min_ndim: int | None =
     return t
 
 
-def _hint(layout: str) -> str:
-    return f" {layout}" if layout else ""
+def tensor_like(name: str, t: object, ref_name: str, ref: torch.Tensor, ndim: int | None = None,
+                layout: str = "", same_shape: bool = False) -> torch.Tensor:
+    """``t`` is a tensor on ``ref``'s device with its dtype (and, with ``same_shape``, its
+    shape); ``ndim`` and ``layout`` as in :func:`tensor`.
 
-
-def same_device_dtype(name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    One call for the commonest sequence of checks (type, dtype, rank, device, shape): each Python
+    frame on an operator's path costs microseconds once the model's other work has evicted the
+    interpreter's state (tdn_ops/_dispatch.py, call).
+    """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype is not ref.dtype:
+        tensor(name, t)   # a non-floating dtype gets that message first
+        raise TypeError(f"{name} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}; "
+                        "they must match (or call the operator under torch.autocast)")
+    if ndim is not None and t.dim() != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D tensor{_hint(layout)}, got shape "
+                         f"{tuple(t.shape)}")
     if t.device != ref.device:
         raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}; "
                          "move them to one device")
-    if t.dtype != ref.dtype:
-        raise TypeError(f"{name} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}; "
-                        "they must match (or call the operator under torch.autocast)")
-
-
-def same_shape(name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
-    if t.shape != ref.shape:
+    if same_shape and t.shape != ref.shape:
         raise ValueError(f"{name} must have the shape of {ref_name} {tuple(ref.shape)}, "
                          f"got {tuple(t.shape)}")
+    return t
+
+
+def _hint(layout: str) -> str:
+    return f" {layout}" if layout else ""
 
 
 def positive_int(name: str, value: object, minimum: int = 1) -> int:

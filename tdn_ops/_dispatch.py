@@ -103,22 +103,28 @@ def available_backends(device: str | torch.device = "cpu") -> list[str]:
 
 
 @functools.lru_cache(maxsize=256)
-def _resolve_cached(name: str, backend: str | None, device_type: str, preference: str | None,
-                    interpret: str | None) -> str:
+def _resolve_cached(name: str, backend: str | None, device_type: str, *environment) -> str:
     return resolve_backend(name, backend, torch.device(device_type))
+
+
+# The process environment as os.environ holds it: on POSIX os.environ writes through to this
+# dict of bytes, so one C-level lookup reads what os.environ.get would, without its four
+# Python calls (see call() for why those count).
+_ENVIRON = getattr(os.environ, "_data", None) if os.name == "posix" else None
+
+
+def _environment() -> tuple:
+    """The raw values of the two variables that steer ``"auto"``: part of every cache key."""
+    if _ENVIRON is not None:
+        return _ENVIRON.get(b"TDN_OPS_BACKEND"), _ENVIRON.get(b"TRITON_INTERPRET")
+    return os.environ.get("TDN_OPS_BACKEND"), os.environ.get("TRITON_INTERPRET")
 
 
 @torch.compiler.assume_constant_result
 def _resolve(name: str, backend: str | None, device_type: str) -> str:
     # Under torch.compile the choice is made once, while tracing, and baked into the graph:
-    # the lookups behind it (environment, dispatcher tables) are not traceable. Eagerly it is
-    # cached per (operator, backend, device, environment): operators sit on hot paths.
-    # TRITON_INTERPRET only matters where Triton may be picked; each environment read costs
-    # about 1 us, as much as the rest of the lookup.
-    preference = os.environ.get("TDN_OPS_BACKEND")
-    interpret = (os.environ.get("TRITON_INTERPRET")
-                 if backend == "triton" or preference == "triton" else None)
-    return _resolve_cached(name, backend, device_type, preference, interpret)
+    # the lookups behind it (environment, dispatcher tables) are not traceable.
+    return _resolve_cached(name, backend, device_type, *_environment())
 
 
 # ------------------------------------------------------------------------------- the call
@@ -178,8 +184,44 @@ def autocast_inputs(*args):
 
 
 def call(name: str, backend: str | None, check: Callable[..., None], *args):
-    """The body of every public operator: autocast, ``check(*args)``, then :func:`run` on the
-    device of the first argument (every operator's primary tensor)."""
-    args = autocast_inputs(*args)
+    """The body of every public operator: autocast, ``check(*args)``, then run on the backend
+    resolved for the device of the first argument (every operator's primary tensor).
+
+    Written for the eager training step, where it runs before every kernel. Between two calls
+    of an operator in a model (or in the benchmark, between the reference's calls) the
+    interpreter's working set is evicted, and each Python frame on this path then costs
+    microseconds: on the 2-core benchmark machine the former path (autocast_inputs, run,
+    _resolve, os.environ.get, native_op) took ~30 us of a 0.2 ms layer-3 forward+backward.
+    So eagerly: autocast only when it is on, one dict lookup for the implementation (the native
+    operator's C++ entry point itself), no frames in between. Under torch.compile the traced
+    path (:func:`run`) resolves once and calls the OpOverload, which the tracer understands.
+    """
+    if _any_autocast_enabled():
+        args = autocast_inputs(*args)
     check(*args)
-    return run(name, backend, args[0].device, args)
+    if _is_compiling():
+        return run(name, backend, args[0].device, args)
+    key = (name, backend, args[0].device.type) + _environment()
+    entry = _EAGER_ENTRIES.get(key)
+    if entry is None:
+        entry = _EAGER_ENTRIES[key] = _eager_entry(name, resolve_backend(
+            name, backend, args[0].device))
+    return entry(*args)
+
+
+_is_compiling = torch.compiler.is_compiling
+
+# (operator, backend, device type, environment) -> the callable that runs it eagerly.
+_EAGER_ENTRIES: dict[tuple, Callable] = {}
+
+
+def _eager_entry(name: str, impl: str) -> Callable:
+    if impl == "reference":
+        from . import reference
+
+        return getattr(reference, name)
+    if impl == "triton":
+        from . import triton
+
+        return getattr(triton, name)
+    return native_op(name)._op  # OpOverload.__call__ without its Python frame

@@ -228,3 +228,27 @@ def test_channels_last_float_forward_matches_the_reference(channels, mid, mixed_
             *(a.double() for a in (x, mixed, weight, scale, bias, shift_weight)), t)
     assert got.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got.double(), want, rtol=2e-5, atol=2e-5)
+
+
+# Logits far below zero (common in deep layers) make sigmoid's true value subnormal; the
+# kernels cap exp's argument there (cpu_kernels.h, sigmoid_acc) so that no subnormal reaches
+# the arithmetic. The outputs and every gradient still equal the reference, on the register
+# path (channels_last, 16-channel blocks) and on the others; a NaN logit still gives NaN.
+@pytest.mark.parametrize("channels_last,channels", [(True, 32), (True, 40), (False, 32)])
+def test_very_negative_and_nan_logits_match_the_reference(channels_last, channels):
+    args = _args(n=1, t=4, channels=channels, mid=2, channels_last=channels_last)
+    # bias[d] in -120..-60: sigmoid 1e-52..1e-26, both sides of float32's subnormal range.
+    args[4] = torch.linspace(-120.0, -60.0, 2 * channels).reshape(2, channels)
+    got, got_grads = _grads(args)
+    want, want_grads = _grads([a.double() if isinstance(a, torch.Tensor) else a for a in args],
+                              backend="reference")
+    torch.testing.assert_close(got.double(), want, rtol=2e-5, atol=2e-5)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g.double(), w, rtol=2e-5, atol=2e-5)
+    nan_args = list(args)
+    nan_args[1] = args[1].clone()
+    nan_args[1][0, 1, :, 2, 3] = float("nan")    # one pixel of frame 1's forward mixture
+    with torch.no_grad():
+        out = tdn_ops.project_excite_shift(*nan_args, backend="cpu")
+        ref = reference.project_excite_shift(*nan_args)
+    assert torch.equal(out.isnan(), ref.isnan()) and out.isnan().any()

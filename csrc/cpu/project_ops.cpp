@@ -520,7 +520,8 @@ at::Tensor mixed_in_layout(const at::Tensor& mixed, at::MemoryFormat fmt) {
 
 // fast_expf (cpu_kernels.h) on 16 floats, step for step.
 __attribute__((target("avx512f"))) inline __m512 exp16(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+  // min/max return their second operand when either is NaN: x second, so NaN stays NaN.
+  x = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-87.0f), x));
   const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
   const __m512 round = _mm512_set1_ps(12582912.0f);
   const __m512 fn = _mm512_sub_ps(_mm512_add_ps(t, round), round);
@@ -540,7 +541,9 @@ __attribute__((target("avx512f"))) inline __m512 exp16(__m512 x) {
 
 __attribute__((target("avx512f"))) inline __m512 sigmoid16(__m512 y) {
   const __m512 one = _mm512_set1_ps(1.0f);
-  return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), y))));
+  const __m512 t = _mm512_min_ps(_mm512_set1_ps(kSigmoidExpCap),
+                                 _mm512_sub_ps(_mm512_setzero_ps(), y));  // sigmoid_acc's cap
+  return _mm512_div_ps(one, _mm512_add_ps(one, exp16(t)));
 }
 
 // One frame of a channels_last float tile with the projection in registers: for each pixel p

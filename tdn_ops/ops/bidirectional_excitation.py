@@ -17,10 +17,8 @@ NAME = "bidirectional_excitation"
 
 def _check(x, y_fwd, y_bwd) -> None:
     check.tensor("x", x)
-    for name, y in (("y_fwd", y_fwd), ("y_bwd", y_bwd)):
-        check.tensor(name, y)
-        check.same_device_dtype(name, y, "x", x)
-        check.same_shape(name, y, "x", x)
+    check.tensor_like("y_fwd", y_fwd, "x", x, same_shape=True)
+    check.tensor_like("y_bwd", y_bwd, "x", x, same_shape=True)
 
 
 def _fake(x, y_fwd, y_bwd):

@@ -20,9 +20,7 @@ NAME = "cross_segment_diff"
 
 def _check(feat, aligned, num_segments) -> None:
     check.tensor("feat", feat, ndim=4, layout="(N*T, c, H, W)")
-    check.tensor("aligned", aligned)
-    check.same_device_dtype("aligned", aligned, "feat", feat)
-    check.same_shape("aligned", aligned, "feat", feat)
+    check.tensor_like("aligned", aligned, "feat", feat, same_shape=True)
     check.positive_int("num_segments", num_segments)
     check.segments_divide("feat", feat, num_segments)
     check.spatial_at_least("feat", feat, 2, "2x2 pooling window")

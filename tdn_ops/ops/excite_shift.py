@@ -19,10 +19,8 @@ NAME = "excite_shift"
 
 def _check(x, y_fwd, y_bwd, weight, num_segments) -> None:
     check_shift_args(x, weight, num_segments)
-    for name, y in (("y_fwd", y_fwd), ("y_bwd", y_bwd)):
-        check.tensor(name, y)
-        check.same_device_dtype(name, y, "x", x)
-        check.same_shape(name, y, "x", x)
+    check.tensor_like("y_fwd", y_fwd, "x", x, same_shape=True)
+    check.tensor_like("y_bwd", y_bwd, "x", x, same_shape=True)
 
 
 def _fake(x, y_fwd, y_bwd, weight, num_segments):

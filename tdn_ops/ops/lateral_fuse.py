@@ -18,8 +18,7 @@ NAME = "lateral_fuse"
 
 def _check(x, d, alpha: float, beta: float) -> None:
     check.tensor("x", x, ndim=4, layout="(N*T, C, H, W)")
-    check.tensor("d", d, ndim=4, layout="(N*T, C, h, w)")
-    check.same_device_dtype("d", d, "x", x)
+    check.tensor_like("d", d, "x", x, ndim=4, layout="(N*T, C, h, w)")
     if d.shape[:2] != x.shape[:2]:
         raise ValueError(f"d must have x's batch and channels, (N*T, C, h, w) = "
                          f"{tuple(x.shape[:2])} + (h, w), got {tuple(d.shape)}")

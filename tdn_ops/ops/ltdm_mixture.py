@@ -42,8 +42,7 @@ def _check(feat, align_weight, align_bias, pooled_weight, pooled_bias, full_weig
     if align_bias is not None:
         named.append(("align_bias", align_bias, (c,)))
     for name, t, shape in named:
-        check.tensor(name, t)
-        check.same_device_dtype(name, t, "feat", feat)
+        check.tensor_like(name, t, "feat", feat)
         if tuple(t.shape) != shape:
             raise ValueError(f"{name} must have shape {shape} for c={c} channels, got "
                              f"{tuple(t.shape)}")

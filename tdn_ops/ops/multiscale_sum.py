@@ -19,11 +19,8 @@ NAME = "multiscale_sum"
 
 def _check(diff, pooled_branch, full_branch) -> None:
     check.tensor("diff", diff, min_ndim=3, layout="(..., c, H, W)")
-    check.tensor("pooled_branch", pooled_branch, min_ndim=3, layout="(..., c, h, w)")
-    check.tensor("full_branch", full_branch)
-    for name, t in (("pooled_branch", pooled_branch), ("full_branch", full_branch)):
-        check.same_device_dtype(name, t, "diff", diff)
-    check.same_shape("full_branch", full_branch, "diff", diff)
+    check.tensor_like("pooled_branch", pooled_branch, "diff", diff)
+    check.tensor_like("full_branch", full_branch, "diff", diff, same_shape=True)
     if pooled_branch.shape[:-2] != diff.shape[:-2]:
         raise ValueError(
             f"pooled_branch must match diff in every dim but the last two "

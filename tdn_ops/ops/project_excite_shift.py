@@ -27,24 +27,20 @@ def _check(x, mixed, weight, scale, bias, shift_weight, num_segments) -> None:
     check.positive_int("num_segments", num_segments)
     check.segments_divide("x", x, num_segments)
     nt, channels, h, w = x.shape
-    check.tensor("shift_weight", shift_weight, ndim=3, layout="(C, 1, 3)")
-    check.same_device_dtype("shift_weight", shift_weight, "x", x)
+    check.tensor_like("shift_weight", shift_weight, "x", x, ndim=3, layout="(C, 1, 3)")
     check.temporal_weight("shift_weight", shift_weight, channels)
-    check.tensor("weight", weight, ndim=2, layout="(C, c)")
-    check.same_device_dtype("weight", weight, "x", x)
+    check.tensor_like("weight", weight, "x", x, ndim=2, layout="(C, c)")
     if weight.shape[0] != channels or weight.shape[1] < 1:
         raise ValueError(f"weight must have shape (C, c) with C={channels} (x's channels), "
                          f"got {tuple(weight.shape)}")
     mid = weight.shape[1]
-    check.tensor("mixed", mixed, ndim=5, layout="(2, N*T, c, H, W)")
-    check.same_device_dtype("mixed", mixed, "x", x)
+    check.tensor_like("mixed", mixed, "x", x, ndim=5, layout="(2, N*T, c, H, W)")
     if tuple(mixed.shape) != (2, nt, mid, h, w):
         raise ValueError(f"mixed must have shape (2, N*T, c, H, W) = {(2, nt, mid, h, w)} for x "
                          f"{tuple(x.shape)} and weight {tuple(weight.shape)}, "
                          f"got {tuple(mixed.shape)}")
     for name, t in (("scale", scale), ("bias", bias)):
-        check.tensor(name, t, ndim=2, layout="(2, C)")
-        check.same_device_dtype(name, t, "x", x)
+        check.tensor_like(name, t, "x", x, ndim=2, layout="(2, C)")
         if tuple(t.shape) != (2, channels):
             raise ValueError(f"{name} must have shape (2, C) = {(2, channels)}, "
                              f"got {tuple(t.shape)}")

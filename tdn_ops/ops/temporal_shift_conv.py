@@ -20,8 +20,7 @@ NAME = "temporal_shift_conv"
 def check_shift_args(x, weight, num_segments) -> None:
     """Checks shared with excite_shift."""
     check.tensor("x", x, ndim=4, layout="(N*T, C, H, W)")
-    check.tensor("weight", weight, ndim=3, layout="(C, 1, 3)")
-    check.same_device_dtype("weight", weight, "x", x)
+    check.tensor_like("weight", weight, "x", x, ndim=3, layout="(C, 1, 3)")
     check.temporal_weight("weight", weight, x.shape[1])
     check.positive_int("num_segments", num_segments)
     check.segments_divide("x", x, num_segments)
