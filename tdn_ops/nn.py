@@ -40,6 +40,8 @@ bottleneck (the parameter names ``mse`` and ``shift`` are the ones the authors' 
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn as nn
 
@@ -93,8 +95,15 @@ _is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
 
 @torch.compiler.assume_constant_result
 def _has_mixture_kernel() -> bool:
-    # A dispatcher-table lookup Dynamo cannot trace; it is fixed once tdn_ops._C has loaded.
-    return has_native_kernel("ltdm_mixture", "cpu")
+    # A dispatcher-table lookup Dynamo cannot trace; it is fixed once tdn_ops._C has loaded,
+    # and costs microseconds, so it is made once.
+    global _MIXTURE_KERNEL
+    if _MIXTURE_KERNEL is None:
+        _MIXTURE_KERNEL = has_native_kernel("ltdm_mixture", "cpu")
+    return _MIXTURE_KERNEL
+
+
+_MIXTURE_KERNEL: bool | None = None
 
 
 def _inference_kernel_applies(feat: torch.Tensor, convs: tuple[nn.Conv2d, ...]) -> bool:
@@ -224,7 +233,14 @@ class LongTermTDM(nn.Module):
         if self.training or self.backend not in ("auto", "cpu") or not _inference_kernel_applies(
                 b, (self.conv2, self.conv3_smallscale2, self.conv3_smallscale4)):
             return None
-        c = b.shape[1]
+        weights = self._mixture_weights(b.shape[1])
+        if weights is None:
+            return None
+        return ltdm_mixture(b, *weights, self.num_segments, backend=self.backend)
+
+    def _mixture_weights(self, c: int) -> tuple | None:
+        """``ltdm_mixture``'s weight arguments (conv2, and each small-scale branch with its
+        batch norm folded in), or None where the layers are not of the kinds it computes."""
         if not (_is_same_3x3(self.conv2, c) and _is_same_3x3(self.conv3_smallscale2, 1)
                 and _is_same_3x3(self.conv3_smallscale4, 1)):
             return None
@@ -232,8 +248,7 @@ class LongTermTDM(nn.Module):
         small4 = _eval_conv_affine(self.conv3_smallscale4, self.bn3_smallscale4)
         if small2 is None or small4 is None:
             return None
-        return ltdm_mixture(b, self.conv2.weight, self.conv2.bias, *small2, *small4,
-                            self.num_segments, backend=self.backend)
+        return (self.conv2.weight, self.conv2.bias, *small2, *small4)
 
     def excitation_affine(self, mixed: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -356,10 +371,94 @@ def long_term_tdm_shift(ltdm: LongTermTDM, shift: TemporalShift, x: torch.Tensor
     if ltdm.backend == "reference" or shift.backend == "reference":
         return shift(ltdm(x))
     _check_features("TemporalShift", x, shift.channels, shift.num_segments)
+    if not ltdm.training and not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        plan = _inference_plan(ltdm, shift, x)
+        if plan is not None:
+            _check_features("LongTermTDM", x, ltdm.channels, ltdm.num_segments)
+            mixed = ltdm_mixture(ltdm.bn1(ltdm.conv1(x)), *plan.mixture_weights,
+                                 ltdm.num_segments, backend=ltdm.backend)
+            return project_excite_shift(x, mixed, *plan.tail_weights, shift.num_segments,
+                                        backend=shift.backend)
     mixed = ltdm.mixture(x)
     weight, scale, bias = ltdm.excitation_affine(mixed)
     return project_excite_shift(x, mixed, weight, scale, bias, shift.conv.weight,
                                 shift.num_segments, backend=shift.backend)
+
+
+# ----------------------------------------------------------------------- eager inference plans
+#
+# In eval mode without autograd, the arguments the L-TDM passes to its two operators besides
+# the features (conv2's weights, the small-scale branches with their batch norms folded in,
+# conv3 with bn3 as a per-direction affine, the shift weight) depend on the weights alone.
+# Deriving them on every call took ~160 us of Python per block on the 2-core benchmark machine
+# (36 nn.Module attribute lookups, the folding arithmetic, the checks of every weight) against
+# 0.8-1.4 ms of kernels; a plan keeps them, keyed on everything they were derived from.
+
+
+class _InferencePlan:
+    __slots__ = ("key", "mixture_weights", "tail_weights")
+
+    def __init__(self, key: tuple, mixture_weights: tuple | None, tail_weights: tuple | None):
+        self.key, self.mixture_weights, self.tail_weights = key, mixture_weights, tail_weights
+
+
+_PLANS: weakref.WeakKeyDictionary[LongTermTDM, _InferencePlan] = weakref.WeakKeyDictionary()
+
+
+def _state_key(module: nn.Module, key: list) -> None:
+    """Append what a plan derived from ``module`` depends on: each submodule (by identity) and
+    its training flag, each parameter and buffer by identity, storage and version (bumped by
+    every in-place change: optimiser steps, ``load_state_dict``; ``.to()`` swaps storage)."""
+    stack = [module]
+    while stack:
+        mod = stack.pop()
+        key.append(id(mod))
+        key.append(mod.training)
+        for tensors in (mod._parameters, mod._buffers):
+            for t in tensors.values():
+                if t is None:
+                    key.append(None)
+                else:
+                    key.append(id(t))
+                    key.append(t._version)
+                    key.append(t.data_ptr())
+        stack.extend(mod._modules.values())
+
+
+def _inference_plan(ltdm: LongTermTDM, shift: TemporalShift, x: torch.Tensor
+                    ) -> _InferencePlan | None:
+    """The eager inference plan of ``ltdm`` and ``shift`` for features like ``x``, or None
+    where the inference operator does not apply (then the general path runs)."""
+    if ltdm.backend not in ("auto", "cpu") or not _inference_kernel_applies(x, ()):
+        return None
+    key = [x.dtype, x.device, torch.is_inference_mode_enabled(), ltdm.num_segments,
+           shift.num_segments]
+    try:
+        _state_key(ltdm, key)
+        _state_key(shift, key)
+    except RuntimeError:  # weights made in inference mode have no version counter to key on
+        return None
+    key = tuple(key)
+    plan = _PLANS.get(ltdm)
+    if plan is None or plan.key != key:
+        plan = _PLANS[ltdm] = _build_plan(ltdm, shift, x, key)
+    return plan if plan.mixture_weights is not None else None
+
+
+def _build_plan(ltdm: LongTermTDM, shift: TemporalShift, x: torch.Tensor,
+                key: tuple) -> _InferencePlan:
+    # Any submodule still in training mode (a batch norm normalising with batch statistics,
+    # updating its running ones) needs the data: no plan.
+    if any(m.training for m in ltdm.modules()) or any(m.training for m in shift.modules()):
+        return _InferencePlan(key, None, None)
+    if not isinstance(ltdm.conv2, nn.Conv2d):
+        return _InferencePlan(key, None, None)
+    mixture = ltdm._mixture_weights(ltdm.conv2.weight.shape[0])
+    if mixture is None:
+        return _InferencePlan(key, None, None)
+    # excitation_affine reads only the dtype of the mixture in eval mode: x's.
+    weight, scale, bias = ltdm.excitation_affine(x)
+    return _InferencePlan(key, mixture, (weight, scale, bias, shift.conv.weight))
 
 
 class FrameDifferencePool(nn.Module):

@@ -206,3 +206,80 @@ def test_bad_input_names_the_expected_shape(layer, shape):
 def test_mismatched_segments_between_ltdm_and_shift():
     with pytest.raises(ValueError, match="num_segments"):
         long_term_tdm_shift(LongTermTDM(32, 4), TemporalShift(32, 8), torch.randn(8, 32, 4, 4))
+
+
+# Eval mode without autograd: long_term_tdm_shift keeps the weights' derived arguments in a plan
+# (tdn_ops/nn.py, _inference_plan). Whatever changes the weights afterwards must be seen.
+def _inference_case(dtype=torch.float32):
+    ltdm_f, ltdm_r = _pair(LongTermTDM, channels=32, num_segments=4)
+    shift_f, shift_r = _pair(TemporalShift, channels=32, num_segments=4)
+    mods = (ltdm_f, ltdm_r, shift_f, shift_r)
+    for m in mods:
+        m.to(dtype).eval()
+    x = _input(8, 32, 7, 7, channels_last=True, dtype=dtype).detach()
+    return ltdm_f, shift_f, ltdm_r, shift_r, x
+
+
+def _check_plan_output(ltdm_f, shift_f, ltdm_r, shift_r, x, tol=2e-5):
+    with torch.inference_mode():
+        got = long_term_tdm_shift(ltdm_f, shift_f, x)
+    with torch.no_grad():
+        want = shift_r(ltdm_r(x))
+        again = long_term_tdm_shift(ltdm_f, shift_f, x)   # no_grad: a plan of its own
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    torch.testing.assert_close(again, want, rtol=tol, atol=tol)
+
+
+def test_inference_plan_follows_every_change_of_the_weights():
+    ltdm_f, shift_f, ltdm_r, shift_r, x = _inference_case()
+    _check_plan_output(ltdm_f, shift_f, ltdm_r, shift_r, x)
+    # In-place updates (an optimiser step, load_state_dict) of a weight and of a buffer.
+    with torch.no_grad():
+        for m in (ltdm_f, ltdm_r):
+            m.conv3.weight.mul_(-2.0)
+            m.bn3_smallscale2.running_mean.add_(0.5)
+        shift_f.conv.weight.add_(0.25)
+        shift_r.conv.weight.add_(0.25)
+    _check_plan_output(ltdm_f, shift_f, ltdm_r, shift_r, x)
+    # A state dict loaded from elsewhere.
+    other_f, other_r = _pair(LongTermTDM, channels=32, num_segments=4)
+    ltdm_f.load_state_dict(other_f.state_dict())
+    ltdm_r.load_state_dict(other_f.state_dict())
+    _check_plan_output(ltdm_f, shift_f, ltdm_r, shift_r, x)
+    # A replaced parameter, a replaced submodule, and data swapped under the same parameter.
+    new_weight = torch.randn_like(ltdm_f.conv2.weight)
+    ltdm_f.conv2.weight = torch.nn.Parameter(new_weight.clone())
+    ltdm_r.conv2.weight = torch.nn.Parameter(new_weight.clone())
+    _check_plan_output(ltdm_f, shift_f, ltdm_r, shift_r, x)
+    bn = torch.nn.BatchNorm2d(32).eval()
+    _randomise(bn, seed=5)
+    ltdm_f.bn3, ltdm_r.bn3 = copy.deepcopy(bn), copy.deepcopy(bn)
+    _check_plan_output(ltdm_f, shift_f, ltdm_r, shift_r, x)
+    data = torch.randn_like(ltdm_f.conv3_smallscale4.weight)
+    ltdm_f.conv3_smallscale4.weight.data = data.clone()
+    ltdm_r.conv3_smallscale4.weight.data = data.clone()
+    _check_plan_output(ltdm_f, shift_f, ltdm_r, shift_r, x)
+
+
+def test_inference_plan_is_not_used_where_the_data_matter():
+    ltdm_f, shift_f, ltdm_r, shift_r, x = _inference_case()
+    _check_plan_output(ltdm_f, shift_f, ltdm_r, shift_r, x)
+    # One batch norm back in training mode normalises with the batch's statistics and updates
+    # its running ones: both models must do so.
+    ltdm_f.bn3.train()
+    ltdm_r.bn3.train()
+    with torch.no_grad():
+        got = long_term_tdm_shift(ltdm_f, shift_f, x)
+        want = shift_r(ltdm_r(x))
+    torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(ltdm_f.bn3.running_mean, ltdm_r.bn3.running_mean)
+    # Converted to float64 (which keeps each Parameter object and its version): float64 in,
+    # float64 weights used; float32 in now fails as the unplanned path does.
+    ltdm_f.bn3.eval()
+    ltdm_r.bn3.eval()
+    ltdm_r.load_state_dict(ltdm_f.state_dict())   # the updates agree to float32 rounding only
+    for m in (ltdm_f, shift_f, ltdm_r, shift_r):
+        m.double()
+    _check_plan_output(ltdm_f, shift_f, ltdm_r, shift_r, x.double(), tol=1e-10)
+    with torch.inference_mode(), pytest.raises((TypeError, RuntimeError), match="type"):
+        long_term_tdm_shift(ltdm_f, shift_f, x)
