@@ -193,15 +193,19 @@ def call(name: str, backend: str | None, check: Callable[..., None], *args):
     microseconds: on the 2-core benchmark machine the former path (autocast_inputs, run,
     _resolve, os.environ.get, native_op) took ~30 us of a 0.2 ms layer-3 forward+backward.
     So eagerly: autocast only when it is on, one dict lookup for the implementation (the native
-    operator's C++ entry point itself), no frames in between. Under torch.compile the traced
-    path (:func:`run`) resolves once and calls the OpOverload, which the tracer understands.
+    operator's C++ entry point itself), no frames in between. Under Dynamo the traced path
+    (:func:`run`) resolves once and calls the OpOverload, which the tracer understands.
     """
     if _any_autocast_enabled():
         args = autocast_inputs(*args)
     check(*args)
-    if _is_compiling():
+    if _is_dynamo_compiling():
         return run(name, backend, args[0].device, args)
-    key = (name, backend, args[0].device.type) + _environment()
+    if _ENVIRON is not None:
+        key = (name, backend, args[0].device.type, _ENVIRON.get(b"TDN_OPS_BACKEND"),
+               _ENVIRON.get(b"TRITON_INTERPRET"))
+    else:
+        key = (name, backend, args[0].device.type) + _environment()
     entry = _EAGER_ENTRIES.get(key)
     if entry is None:
         entry = _EAGER_ENTRIES[key] = _eager_entry(name, resolve_backend(
@@ -209,7 +213,10 @@ def call(name: str, backend: str | None, check: Callable[..., None], *args):
     return entry(*args)
 
 
-_is_compiling = torch.compiler.is_compiling
+# True only while Dynamo traces (torch.compile, strict export): it then traces run(), whose
+# OpOverload call it understands. Elsewhere, non-strict export included, the C++ entry point
+# runs exactly what OpOverload.__call__ would. One frame, against is_compiling's two.
+_is_dynamo_compiling = torch.compiler.is_dynamo_compiling
 
 # (operator, backend, device type, environment) -> the callable that runs it eagerly.
 _EAGER_ENTRIES: dict[tuple, Callable] = {}
