@@ -18,6 +18,7 @@ Within the ``"triton"`` backend, :mod:`tdn_ops.triton` itself picks its path per
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from collections.abc import Callable
 
@@ -223,12 +224,8 @@ _EAGER_ENTRIES: dict[tuple, Callable] = {}
 
 
 def _eager_entry(name: str, impl: str) -> Callable:
-    if impl == "reference":
-        from . import reference
-
-        return getattr(reference, name)
-    if impl == "triton":
-        from . import triton
-
-        return getattr(triton, name)
+    if impl in ("reference", "triton"):
+        # Looked up at each call, as module attributes (which tests and users may replace).
+        module = importlib.import_module(f"{__package__}.{impl}")
+        return lambda *args: getattr(module, name)(*args)
     return native_op(name)._op  # OpOverload.__call__ without its Python frame
