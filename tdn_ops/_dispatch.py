@@ -202,7 +202,7 @@ def call(name: str, backend: str | None, check: Callable[..., None], *args):
     check(*args)
     if _is_dynamo_compiling():
         return run(name, backend, args[0].device, args)
-    if _ENVIRON is not None:
+    if _ENVIRON is not None:  # _environment(), inlined: a frame less on every call
         key = (name, backend, args[0].device.type, _ENVIRON.get(b"TDN_OPS_BACKEND"),
                _ENVIRON.get(b"TRITON_INTERPRET"))
     else:

@@ -627,7 +627,8 @@ void forward_tasks(const ProjectGeometry& geo, const Params<acc_t<scalar_t>>& pr
   // registers, frame by frame (project_excite_frame_avx512): on TDN-ResNet50's 13 calls of a
   // clip, interleaved in one process on the 2-core machine, 12.5-14.8 -> 10.8-12.2 ms against
   // the stacked gemm below, the same bits (MKL sums these c-deep products in the same order).
-  const bool fused_projection = geo.channels_last && cpu_has_avx512f();
+  const bool fused_projection =
+      std::is_same_v<scalar_t, float> && geo.channels_last && cpu_has_avx512f();
 #else
   const bool fused_projection = false;
 #endif
