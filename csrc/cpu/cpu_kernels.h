@@ -29,11 +29,28 @@ constexpr int64_t kChunk = 512;
 
 // Hot loops are plain scalar C++ that GCC auto-vectorises (checked with -fopt-info-vec); the
 // clones compile each for AVX2+FMA and AVX-512 besides the baseline, picked at load time.
+// Kernels whose vector width is part of the source (GCC vector types) are instead instantiated
+// once per level under target("arch=...") and picked with cpu_isa_level().
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define TDN_HAVE_ISA_TARGETS 1
 #define TDN_VECTORIZE __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #else
+#define TDN_HAVE_ISA_TARGETS 0
 #define TDN_VECTORIZE
 #endif
+
+// The x86-64 micro-architecture level this CPU runs: 4 (AVX-512 F/BW/CD/DQ/VL), 3 (AVX2, FMA,
+// BMI2...) or 1 (the baseline), as target_clones' resolver decides; checked once.
+inline int cpu_isa_level() {
+#if TDN_HAVE_ISA_TARGETS
+  static const int level = __builtin_cpu_supports("x86-64-v4")   ? 4
+                           : __builtin_cpu_supports("x86-64-v3") ? 3
+                                                                 : 1;
+  return level;
+#else
+  return 1;
+#endif
+}
 
 // Whether this CPU runs AVX-512F, for the kernels written with its intrinsics (checked once,
 // at their first call; the other kernels pick their clone when the library loads).

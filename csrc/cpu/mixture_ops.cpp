@@ -43,13 +43,16 @@ inline int64_t wide_count(int64_t H, int64_t W) {
   return (H * (W + 2) + kMaxStrip - 1) / kMaxStrip * kMaxStrip;
 }
 
-// Vectors of L lanes of T (GCC vector extensions: one register per vector in the AVX-512
-// clone, split into narrower ones in the others), at most 64 bytes: wider generic vectors
-// are lowered through the stack. PX pixels at a time give PX * NV independent accumulators,
-// enough to hide the FMA latency.
-template <typename T, int C>
+// Vectors of L lanes of T (GCC vector extensions), VB bytes at most: the register width of the
+// instruction set the kernel is compiled for (16 baseline SSE2, 32 AVX2, 64 AVX-512; see
+// conv3x3 below). A generic vector wider than the registers is lowered through the stack: the
+// AVX2 clone of a single 64-byte build spent its time in spills (layer 4's call, c = 32 at 7x7,
+// took 7.3 ms on a Zen 1 EPYC). PX pixels at a time give PX * NV <= 8 independent accumulators,
+// enough to hide the FMA latency, and with the NV weight vectors they fit in the 16 registers
+// of SSE2 and AVX2 up to NV = 4 (beyond, the weights are read as FMA memory operands).
+template <typename T, int C, int VB>
 struct Lanes {
-  static constexpr int L = std::min<int>(C, 64 / static_cast<int>(sizeof(T)));
+  static constexpr int L = std::min<int>(C, VB / static_cast<int>(sizeof(T)));
   static constexpr int NV = C / L;  // vectors per pixel
   static constexpr int PX = NV >= 8 ? 1 : 8 / NV;
   typedef T vec __attribute__((vector_size(sizeof(T) * L)));
@@ -58,12 +61,12 @@ struct Lanes {
 
 // The strip loop both fixed-size convolutions share: for q0 = 0, PX, 2 PX, ... < count, PX
 // pixels' accumulators start at the bias, `accumulate(q0, acc)` adds the window sums, and they
-// are stored at out[q0 .. q0+PX). Inlined into each caller's target clone.
-template <typename T, int C, typename Accumulate>
+// are stored at out[q0 .. q0+PX). Inlined into each instruction set's instantiation.
+template <typename T, int C, int VB, typename Accumulate>
 __attribute__((always_inline)) inline void for_each_strip(const T* __restrict__ bias,
                                                           T* __restrict__ out, int64_t count,
                                                           Accumulate accumulate) {
-  using LN = Lanes<T, C>;
+  using LN = Lanes<T, C, VB>;
   using V = typename LN::vec;
   using U = typename LN::uvec;
   constexpr int NV = LN::NV, L = LN::L, PX = LN::PX;
@@ -82,13 +85,15 @@ __attribute__((always_inline)) inline void for_each_strip(const T* __restrict__ 
 
 // out[q][:] = bias + sum over the 3x3 window at q and the C input channels (w is
 // [k][ci][co]), for q in [0, count); `row` is the bordered map's width in pixels.
-template <typename T, int C>
-TDN_VECTORIZE void conv3x3_fixed(const T* __restrict__ in, const T* __restrict__ w,
-                                 const T* __restrict__ bias, T* __restrict__ out, int64_t count,
-                                 int64_t row) {
-  using LN = Lanes<T, C>;
+template <typename T, int C, int VB>
+__attribute__((always_inline)) inline void conv3x3_fixed(const T* __restrict__ in,
+                                                         const T* __restrict__ w,
+                                                         const T* __restrict__ bias,
+                                                         T* __restrict__ out, int64_t count,
+                                                         int64_t row) {
+  using LN = Lanes<T, C, VB>;
   using U = typename LN::uvec;
-  for_each_strip<T, C>(bias, out, count, [&](int64_t q0, auto& acc)
+  for_each_strip<T, C, VB>(bias, out, count, [&](int64_t q0, auto& acc)
                                               __attribute__((always_inline)) {
     constexpr int NV = LN::NV, L = LN::L, PX = LN::PX;
     for (int k = 0; k < 9; ++k) {
@@ -128,13 +133,15 @@ TDN_VECTORIZE void conv3x3_generic(const T* __restrict__ in, const T* __restrict
 }
 
 // Depthwise: out[q][ch] = bias[ch] + sum_k w[k][ch] * in[window k of q][ch].
-template <typename T, int C>
-TDN_VECTORIZE void depthwise3x3_fixed(const T* __restrict__ in, const T* __restrict__ w,
-                                      const T* __restrict__ bias, T* __restrict__ out,
-                                      int64_t count, int64_t row) {
-  using LN = Lanes<T, C>;
+template <typename T, int C, int VB>
+__attribute__((always_inline)) inline void depthwise3x3_fixed(const T* __restrict__ in,
+                                                              const T* __restrict__ w,
+                                                              const T* __restrict__ bias,
+                                                              T* __restrict__ out, int64_t count,
+                                                              int64_t row) {
+  using LN = Lanes<T, C, VB>;
   using U = typename LN::uvec;
-  for_each_strip<T, C>(bias, out, count, [&](int64_t q0, auto& acc)
+  for_each_strip<T, C, VB>(bias, out, count, [&](int64_t q0, auto& acc)
                                               __attribute__((always_inline)) {
     constexpr int NV = LN::NV, L = LN::L, PX = LN::PX;
     _Pragma("GCC unroll 9") for (int k = 0; k < 9; ++k) {
@@ -163,15 +170,55 @@ TDN_VECTORIZE void depthwise3x3_generic(const T* __restrict__ in, const T* __res
   }
 }
 
+// The fixed-size convolutions once per instruction set, each compiled for it with vectors of
+// its register width (target_clones would compile one source, hence one vector width, for all).
+template <typename T, int C, bool kDepthwise, int VB>
+__attribute__((always_inline)) inline void conv3x3_fixed_any(const T* in, const T* w,
+                                                             const T* bias, T* out,
+                                                             int64_t count, int64_t row) {
+  if constexpr (kDepthwise) {
+    depthwise3x3_fixed<T, C, VB>(in, w, bias, out, count, row);
+  } else {
+    conv3x3_fixed<T, C, VB>(in, w, bias, out, count, row);
+  }
+}
+
+#if TDN_HAVE_ISA_TARGETS
+template <typename T, int C, bool kDepthwise>
+__attribute__((target("arch=x86-64-v4"))) void conv3x3_avx512(const T* in, const T* w,
+                                                              const T* bias, T* out,
+                                                              int64_t count, int64_t row) {
+  conv3x3_fixed_any<T, C, kDepthwise, 64>(in, w, bias, out, count, row);
+}
+
+template <typename T, int C, bool kDepthwise>
+__attribute__((target("arch=x86-64-v3"))) void conv3x3_avx2(const T* in, const T* w,
+                                                            const T* bias, T* out, int64_t count,
+                                                            int64_t row) {
+  conv3x3_fixed_any<T, C, kDepthwise, 32>(in, w, bias, out, count, row);
+}
+#endif
+
+template <typename T, int C, bool kDepthwise>
+void conv3x3_baseline(const T* in, const T* w, const T* bias, T* out, int64_t count,
+                      int64_t row) {
+  conv3x3_fixed_any<T, C, kDepthwise, 16>(in, w, bias, out, count, row);
+}
+
 // A 3x3 convolution (kDepthwise: the depthwise one) on the fixed-size path when C > 0 (C == c),
-// the generic one for C = 0 (any run-time channel count c).
+// for this CPU's instruction set; the generic one for C = 0 (any run-time channel count c).
 template <typename T, int C, bool kDepthwise>
 void conv3x3(const T* in, const T* w, const T* bias, T* out, int64_t count, int64_t row,
              int64_t c) {
-  if constexpr (C > 0 && kDepthwise) {
-    depthwise3x3_fixed<T, C>(in, w, bias, out, count, row);
-  } else if constexpr (C > 0) {
-    conv3x3_fixed<T, C>(in, w, bias, out, count, row);
+  if constexpr (C > 0) {
+#if TDN_HAVE_ISA_TARGETS
+    switch (cpu_isa_level()) {
+      case 4: return conv3x3_avx512<T, C, kDepthwise>(in, w, bias, out, count, row);
+      case 3: return conv3x3_avx2<T, C, kDepthwise>(in, w, bias, out, count, row);
+      default: break;
+    }
+#endif
+    conv3x3_baseline<T, C, kDepthwise>(in, w, bias, out, count, row);
   } else if constexpr (kDepthwise) {
     depthwise3x3_generic<T>(in, w, bias, out, count, row, c);
   } else {
