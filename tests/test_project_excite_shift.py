@@ -209,12 +209,12 @@ def test_frames_larger_than_a_forward_tile(dtype, channels_last):
         torch.testing.assert_close(g, r, **tol)
 
 
-# Float channels_last tiles on an AVX-512 CPU project in registers, 64 channels at a time and
-# then 16 (C = 128, 80 = 64 + 16, 48 = 3 x 16), other channel counts (40: a 16-channel block
-# and a rest) through the gemm; `mixed` dense or laid out as the L-TDM makes it (channels
-# last per frame). Whichever path runs, the forward equals the float64 reference to float
-# rounding.
-@pytest.mark.parametrize("channels,mid", [(128, 8), (80, 5), (48, 3), (40, 4)])
+# Float channels_last tiles on an AVX2 or AVX-512 CPU project in registers, four vectors of
+# channels at a time (32 or 64) and then one (8 or 16): C = 128, 80 = 64 + 16 (AVX2: 2 x 32 +
+# 2 x 8), 48, 40 (AVX2: 32 + 8; AVX-512: not whole vectors, the gemm), 24 (AVX2 only), 20 (the
+# gemm on both); `mixed` dense or laid out as the L-TDM makes it (channels last per frame).
+# Whichever path runs, the forward equals the float64 reference to float rounding.
+@pytest.mark.parametrize("channels,mid", [(128, 8), (80, 5), (48, 3), (40, 4), (24, 3), (20, 2)])
 @pytest.mark.parametrize("mixed_layout", ["dense", "frames_channels_last"])
 def test_channels_last_float_forward_matches_the_reference(channels, mid, mixed_layout):
     x, mixed, weight, scale, bias, shift_weight, t = _args(
@@ -233,7 +233,8 @@ def test_channels_last_float_forward_matches_the_reference(channels, mid, mixed_
 # Logits far below zero (common in deep layers) make sigmoid's true value subnormal; the
 # kernels cap exp's argument there (cpu_kernels.h, sigmoid_acc) so that no subnormal reaches
 # the arithmetic. The outputs and every gradient still equal the reference, on the register
-# path (channels_last, 16-channel blocks) and on the others; a NaN logit still gives NaN.
+# path (channels_last, whole vectors of channels) and on the others; a NaN logit still gives
+# NaN.
 @pytest.mark.parametrize("channels_last,channels", [(True, 32), (True, 40), (False, 32)])
 def test_very_negative_and_nan_logits_match_the_reference(channels_last, channels):
     args = _args(n=1, t=4, channels=channels, mid=2, channels_last=channels_last)

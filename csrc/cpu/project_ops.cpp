@@ -26,12 +26,10 @@
 
 #include "cpu_kernels.h"
 #include "mkl_gemm.h"
+#include "simd_x86.h"
 
 #include <memory>
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 namespace tdn {
 namespace cpu {
@@ -515,98 +513,51 @@ at::Tensor mixed_in_layout(const at::Tensor& mixed, at::MemoryFormat fmt) {
 // ---------------------------------------------------------------------------------------
 // Forward
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#define TDN_PROJECT_AVX512 1
+}  // namespace
 
-// fast_expf (cpu_kernels.h) on 16 floats, step for step.
-__attribute__((target("avx512f"))) inline __m512 exp16(__m512 x) {
-  // min/max return their second operand when either is NaN: x second, so NaN stays NaN.
-  x = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-87.0f), x));
-  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-  const __m512 round = _mm512_set1_ps(12582912.0f);
-  const __m512 fn = _mm512_sub_ps(_mm512_add_ps(t, round), round);
-  __m512 r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-  const __m512i bits = _mm512_slli_epi32(
-      _mm512_add_epi32(_mm512_cvtps_epi32(fn), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
-}
-
-__attribute__((target("avx512f"))) inline __m512 sigmoid16(__m512 y) {
-  const __m512 one = _mm512_set1_ps(1.0f);
-  const __m512 t = _mm512_min_ps(_mm512_set1_ps(kSigmoidExpCap),
-                                 _mm512_sub_ps(_mm512_setzero_ps(), y));  // sigmoid_acc's cap
-  return _mm512_div_ps(one, _mm512_add_ps(one, exp16(t)));
-}
-
-// One frame of a channels_last float tile with the projection in registers: for each pixel p
-// and NB blocks of 16 channels from k, z_d = sum_j m_d[p][j] * wt[j][k..] accumulates in
-// 2 * NB registers (each weight vector loaded once for both directions), then excite_rows's
-// arithmetic. Nothing of z_d or of the tile of mixed is stored: `m0`, `m1` are the frame's
-// pixels in `mixed` itself (c values each), `wt` the transposed weight from the tile's first
-// channel (rows `ldw` apart). The sums run over j in order, one FMA each.
-template <int NB, bool kShift>
-__attribute__((target("avx512f"))) inline void project_excite_block(
-    int64_t p, int64_t k, int64_t c, int64_t kc, const float* __restrict__ x, int64_t ldx,
-    const float* __restrict__ m0, const float* __restrict__ m1, const float* __restrict__ wt,
-    int64_t ldw, const TileParams<float>& q, const float* __restrict__ e_pp,
-    const float* __restrict__ e_p, float* __restrict__ e, float* __restrict__ out, int64_t ldo) {
-  __m512 z0[NB], z1[NB];
-  for (int b = 0; b < NB; ++b) z0[b] = z1[b] = _mm512_setzero_ps();
-  const float* mp0 = m0 + p * c;
-  const float* mp1 = m1 + p * c;
-  for (int64_t j = 0; j < c; ++j) {
-    const __m512 a0 = _mm512_set1_ps(mp0[j]), a1 = _mm512_set1_ps(mp1[j]);
-    const float* wj = wt + j * ldw + k;
-    for (int b = 0; b < NB; ++b) {
-      const __m512 w = _mm512_loadu_ps(wj + 16 * b);
-      z0[b] = _mm512_fmadd_ps(a0, w, z0[b]);
-      z1[b] = _mm512_fmadd_ps(a1, w, z1[b]);
-    }
-  }
-  const __m512 half = _mm512_set1_ps(0.5f);
-  for (int b = 0; b < NB; ++b) {
-    const int64_t kk = k + 16 * b, at = p * kc + kk;
-    const __m512 f = sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(q.s0 + kk), z0[b],
-                                               _mm512_loadu_ps(q.b0 + kk)));
-    const __m512 g = sigmoid16(_mm512_fmadd_ps(_mm512_loadu_ps(q.s1 + kk), z1[b],
-                                               _mm512_loadu_ps(q.b1 + kk)));
-    const __m512 gate = _mm512_fmadd_ps(half, g, _mm512_fmadd_ps(half, f, half));
-    const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + p * ldx + kk), gate);
-    _mm512_storeu_ps(e + at, v);
-    if constexpr (kShift) {
-      __m512 o = _mm512_mul_ps(_mm512_loadu_ps(q.w0 + kk), _mm512_loadu_ps(e_pp + at));
-      o = _mm512_fmadd_ps(_mm512_loadu_ps(q.w1 + kk), _mm512_loadu_ps(e_p + at), o);
-      o = _mm512_fmadd_ps(_mm512_loadu_ps(q.w2 + kk), v, o);
-      _mm512_storeu_ps(out + p * ldo + kk, o);
-    }
-  }
-}
-
-// The frame: np pixels of kc channels (a multiple of 16), four blocks at a time.
-template <bool kShift>
-__attribute__((target("avx512f"))) void project_excite_frame_avx512(
-    int64_t np, int64_t kc, int64_t c, const float* x, int64_t ldx, const float* m0,
-    const float* m1, const float* wt, int64_t ldw, const TileParams<float>& q,
-    const float* e_pp, const float* e_p, float* e, float* out, int64_t ldo) {
-  for (int64_t p = 0; p < np; ++p) {
-    int64_t k = 0;
-    for (; k + 64 <= kc; k += 64)
-      project_excite_block<4, kShift>(p, k, c, kc, x, ldx, m0, m1, wt, ldw, q, e_pp, e_p, e, out,
-                                      ldo);
-    for (; k < kc; k += 16)
-      project_excite_block<1, kShift>(p, k, c, kc, x, ldx, m0, m1, wt, ldw, q, e_pp, e_p, e, out,
-                                      ldo);
-  }
-}
+// The forward with the projection in registers, per instruction set (project_register.inc).
+#if TDN_HAVE_ISA_TARGETS
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v3")
+namespace avx2 {
+#include "project_register.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4")
+namespace avx512 {
+#include "project_register.inc"
+}  // namespace avx512
+#pragma GCC pop_options
 #endif
+
+namespace {
+
+// project_excite_frame for this CPU's instruction set (called where simd_channel_quantum() > 0).
+template <bool kShift>
+void project_excite_frame_simd(int64_t np, int64_t kc, int64_t c, const float* x, int64_t ldx,
+                               const float* m0, const float* m1, const float* wt, int64_t ldw,
+                               const TileParams<float>& q, const float* e_pp, const float* e_p,
+                               float* e, float* out, int64_t ldo, float* z0, float* z1) {
+#if TDN_HAVE_ISA_TARGETS
+  if (cpu_isa_level() >= 4) {
+    avx512::project_excite_frame<kShift>(np, kc, c, x, ldx, m0, m1, wt, ldw, q, e_pp, e_p, e,
+                                         out, ldo, z0, z1);
+  } else {
+    avx2::project_excite_frame<kShift>(np, kc, c, x, ldx, m0, m1, wt, ldw, q, e_pp, e_p, e, out,
+                                       ldo, z0, z1);
+  }
+#endif
+}
+
+// The channel multiple project_excite_frame_simd needs: its vector width (0: no such path).
+inline int64_t simd_channel_quantum() {
+#if TDN_HAVE_ISA_TARGETS
+  return cpu_isa_level() >= 4 ? 16 : cpu_isa_level() == 3 ? 8 : 0;
+#else
+  return 0;
+#endif
+}
 
 // Tasks [t0, t1): each walks one tile through the T frames of its video. Float and double
 // read x and write out in the frames; half types convert through tile buffers.
@@ -622,16 +573,14 @@ void forward_tasks(const ProjectGeometry& geo, const Params<acc_t<scalar_t>>& pr
   // Measured on TDN-ResNet50's 13 calls of a clip, interleaved in one process on the 2-core
   // machine: 11.7-13.0 -> 11.2-12.5 ms, the same bits. Contiguous tiles keep one frame at a
   // time: their rows are channels.
-#ifdef TDN_PROJECT_AVX512
-  // Float channels_last tiles of whole 16-channel vectors on an AVX-512 CPU project in
-  // registers, frame by frame (project_excite_frame_avx512): on TDN-ResNet50's 13 calls of a
-  // clip, interleaved in one process on the 2-core machine, 12.5-14.8 -> 10.8-12.2 ms against
-  // the stacked gemm below, the same bits (MKL sums these c-deep products in the same order).
-  const bool fused_projection =
-      std::is_same_v<scalar_t, float> && geo.channels_last && cpu_has_avx512f();
-#else
-  const bool fused_projection = false;
-#endif
+  // Float channels_last tiles of whole vectors on an AVX2 or AVX-512 CPU project in
+  // registers, frame by frame (project_register.inc). On TDN-ResNet50's 13 calls of a clip,
+  // interleaved in one process on the 2-core machines: AVX-512 (Xeon), 12.5-14.8 -> 10.8-12.2 ms
+  // against the stacked gemm below, the same bits (MKL sums these c-deep products in the same
+  // order); AVX2 (Zen 1 EPYC, where the gemm runs MKL's Zen kernel), 44.6-45.8 -> 36.2-37.4 ms.
+  const int64_t quantum = std::is_same_v<scalar_t, float> && geo.channels_last
+                              ? simd_channel_quantum() : 0;
+  const bool fused_projection = quantum > 0;
   const int64_t stacked = geo.channels_last && !fused_projection ? geo.T : 1;
   // 0 zeros, 1-3 excited frames, 4 x, 5 output; then z_d and the tiles of mixed (small) for
   // `stacked` frames.
@@ -661,9 +610,8 @@ void forward_tasks(const ProjectGeometry& geo, const Params<acc_t<scalar_t>>& pr
       project_tile(prm, geo, m0, s.k0, s.kc, n * s.np, z0);
       project_tile(prm, geo, m1, s.k0, s.kc, n * s.np, z1);
     };
-#ifdef TDN_PROJECT_AVX512
     if constexpr (std::is_same_v<scalar_t, float>) {
-      if (fused_projection && s.kc % 16 == 0) {
+      if (fused_projection && s.kc % quantum == 0) {
         const float* wt = prm.wt.template const_data_ptr<float>() + s.k0;
         for (int64_t t = 0; t < geo.T; ++t) {
           const int64_t f = video * geo.T + t;
@@ -672,13 +620,14 @@ void forward_tasks(const ProjectGeometry& geo, const Params<acc_t<scalar_t>>& pr
           const float* m1f = m0f + geo.mixed_direction;
           float* e = frames[t % 3];
           if (t == 0) {
-            project_excite_frame_avx512<false>(rows, len, geo.c, x, xr.ld, m0f, m1f, wt, geo.C,
-                                               q, nullptr, nullptr, e, nullptr, 0);
+            project_excite_frame_simd<false>(rows, len, geo.c, x, xr.ld, m0f, m1f, wt, geo.C, q,
+                                             nullptr, nullptr, e, nullptr, 0, z0, z1);
           } else {
             const float* e_pp = t >= 2 ? frames[(t - 2) % 3] : zeros;
-            project_excite_frame_avx512<true>(rows, len, geo.c, x, xr.ld, m0f, m1f, wt, geo.C,
-                                              q, e_pp, frames[(t - 1) % 3], e,
-                                              po + (f - 1) * geo.frame + xr.offset, xr.ld);
+            project_excite_frame_simd<true>(rows, len, geo.c, x, xr.ld, m0f, m1f, wt, geo.C, q, e_pp,
+                                            frames[(t - 1) % 3], e,
+                                            po + (f - 1) * geo.frame + xr.offset, xr.ld, z0,
+                                            z1);
           }
         }
         const int64_t last = video * geo.T + geo.T - 1;
@@ -689,7 +638,6 @@ void forward_tasks(const ProjectGeometry& geo, const Params<acc_t<scalar_t>>& pr
         continue;
       }
     }
-#endif
     if (stacked > 1) project(video * geo.T, geo.T);
     // Where frame f's output goes (its tile in `out`, or the buffer to convert from).
     auto out_of = [&](int64_t f, int64_t& ld) -> A* {
