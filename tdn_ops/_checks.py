@@ -51,7 +51,8 @@ def tensor_like(name: str, t: object, ref_name: str, ref: torch.Tensor, ndim: in
     if ndim is not None and t.dim() != ndim:
         raise ValueError(f"{name} must be a {ndim}-D tensor{_hint(layout)}, got shape "
                          f"{tuple(t.shape)}")
-    if t.device != ref.device:
+    # is_cpu first: reading .device builds a torch.device (~1 us each, against 0.2 us).
+    if not (t.is_cpu and ref.is_cpu) and t.device != ref.device:
         raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}; "
                          "move them to one device")
     if same_shape and t.shape != ref.shape:
