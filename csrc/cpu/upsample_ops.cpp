@@ -34,6 +34,12 @@ struct UpsampleGeometry {
         w(w_) {}
 };
 
+// The row loops below must round every product and sum as the reference's separate
+// elementwise operations do; their x86-64-v3/v4 clones have FMA, and GCC would otherwise
+// contract a*b + c into one (differently rounded) instruction.
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+
 template <typename A>
 TDN_VECTORIZE void third_sum_row(const A* __restrict__ a, const A* __restrict__ u,
                                  const A* __restrict__ b, A* __restrict__ out, int64_t n) {
@@ -72,6 +78,8 @@ TDN_VECTORIZE void pair_accumulate_row(const A* __restrict__ g, A s, A* __restri
     acc[j] = a + s * g[2 * j + 1];
   }
 }
+
+#pragma GCC pop_options
 
 // One source row's gradient for an exactly doubled map: dst[j] sums the 2x2 window of output
 // rows r0, r1 at columns 2j, 2j+1, in ATen's order ((0 + r0[2j]) + r0[2j+1]) + r1[2j] ...
