@@ -62,14 +62,18 @@ def test_every_convolution_and_block_is_packed_and_the_state_dict_is_kept(models
     assert all(torch.equal(got[k], want[k]) for k in want)
 
 
+# With autograd on, the packed modules run the folded model's plain modules, so the input
+# gradient is the folded model's up to float rounding (about 1e-6 relative). Not compared with the unfolded model: in float32 a random
+# 50-layer net's input gradient moves by up to 1e-2 (relative, against float64) where a
+# rounding difference flips a ReLU near its kink, for the authors' reference model too.
 def test_with_autograd_on_the_plain_path_runs_and_gives_gradients(models):
-    model, _, packed = models
-    x = torch.randn(1, 2 * 15, 64, 64, requires_grad=True)
-    out = packed(x)
-    (grad,) = torch.autograd.grad(out.sum(), x)
-    x_ref = x.detach().requires_grad_()
-    (want,) = torch.autograd.grad(model(x_ref).sum(), x_ref)
-    assert ((grad - want).norm() / want.norm()).item() < 1e-4  # float rounding, deep net
+    _, folded, packed = models
+    x = torch.randn(1, 2 * 15, 64, 64, generator=torch.Generator().manual_seed(0))
+    x_packed, x_folded = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(packed(x_packed).sum(), x_packed)
+    (want,) = torch.autograd.grad(folded(x_folded).sum(), x_folded)
+    assert grad.abs().sum() > 0
+    assert ((grad - want).norm() / want.norm()).item() < 1e-5
 
 
 def test_packing_twice_changes_nothing(models):
