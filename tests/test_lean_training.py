@@ -116,19 +116,24 @@ def test_relu_ties_at_zero_follow_the_plain_gradient():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("size", [(8, 8), (9, 7)])
+# The plain strided convolution runs in float64 for both dtypes: in float32 on an AVX2-only
+# CPU, oneDNN 3.12's 1x1 stride-2 weight gradient of an NHWC input with fewer than 8 input
+# channels (6 here) is sometimes garbage (about 1 call in 100; uxlfoundation/oneDNN#6035,
+# its strided-copy workspace overrun). The lean shortcut's stride-1 convolution of the
+# subsampled input does not take that path.
 def test_strided_shortcut_matches_the_strided_convolution(dtype, channels_last, size):
     shortcut = nn.Sequential(nn.Conv2d(6, 8, 1, stride=2, bias=True), nn.BatchNorm2d(8)).to(dtype)
-    plain = copy.deepcopy(shortcut)
+    plain = copy.deepcopy(shortcut).double()
     x = _input((2, 6) + size, dtype, channels_last, seed=3)
-    x2 = x.detach().clone().requires_grad_()
+    x2 = x.detach().double().requires_grad_()
     out, ref = strided_shortcut(shortcut, x), plain(x2)
-    torch.testing.assert_close(out, ref, **TOL[dtype])
-    g = torch.randn_like(ref)
+    torch.testing.assert_close(out, ref.to(dtype), **TOL[dtype])
+    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(4), dtype=dtype)
     out.backward(g)
-    ref.backward(g)
-    torch.testing.assert_close(x.grad, x2.grad, **TOL[dtype])
-    for p, q in zip(shortcut.parameters(), plain.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, **TOL[dtype])
+    ref.backward(g.double())
+    torch.testing.assert_close(x.grad, x2.grad.to(dtype), **TOL[dtype])
+    for p, q in zip(shortcut.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad.to(dtype), **TOL[dtype])
 
 
 def _saved_bytes(fn, z) -> int:
