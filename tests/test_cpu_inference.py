@@ -63,9 +63,10 @@ def test_every_convolution_and_block_is_packed_and_the_state_dict_is_kept(models
 
 
 # With autograd on, the packed modules run the folded model's plain modules, so the input
-# gradient is the folded model's up to float rounding (about 1e-6 relative). Not compared with the unfolded model: in float32 a random
-# 50-layer net's input gradient moves by up to 1e-2 (relative, against float64) where a
-# rounding difference flips a ReLU near its kink, for the authors' reference model too.
+# gradient is the folded model's up to float rounding (about 1e-6 relative). Not compared
+# with the unfolded model: in float32 a random 50-layer net's input gradient moves by up to
+# 1e-2 (relative, against float64) where a rounding difference flips a ReLU near its kink,
+# for the authors' reference model too.
 def test_with_autograd_on_the_plain_path_runs_and_gives_gradients(models):
     _, folded, packed = models
     x = torch.randn(1, 2 * 15, 64, 64, generator=torch.Generator().manual_seed(0))

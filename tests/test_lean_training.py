@@ -113,14 +113,14 @@ def test_relu_ties_at_zero_follow_the_plain_gradient():
              (bn,), (bn2,), z, torch.float64)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("size", [(8, 8), (9, 7)])
 # The plain strided convolution runs in float64 for both dtypes: in float32 on an AVX2-only
 # CPU, oneDNN 3.12's 1x1 stride-2 weight gradient of an NHWC input with fewer than 8 input
 # channels (6 here) is sometimes garbage (about 1 call in 100; uxlfoundation/oneDNN#6035,
 # its strided-copy workspace overrun). The lean shortcut's stride-1 convolution of the
 # subsampled input does not take that path.
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size", [(8, 8), (9, 7)])
 def test_strided_shortcut_matches_the_strided_convolution(dtype, channels_last, size):
     shortcut = nn.Sequential(nn.Conv2d(6, 8, 1, stride=2, bias=True), nn.BatchNorm2d(8)).to(dtype)
     plain = copy.deepcopy(shortcut).double()
